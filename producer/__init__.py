@@ -1,0 +1,1 @@
+"""Producer: validates tagging campaigns and enqueues their jobs through RQ."""

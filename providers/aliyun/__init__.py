@@ -1,0 +1,1 @@
+"""Alibaba Cloud KMS (API version 2016-01-20)."""

@@ -1,0 +1,1 @@
+"""Huawei Cloud KMS (DEW) key tags."""

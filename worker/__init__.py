@@ -1,0 +1,1 @@
+"""Worker: runs tag jobs, batching, rate limiting and recording an outcome per resource."""
