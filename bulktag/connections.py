@@ -1,0 +1,69 @@
+"""Where Redis is: ``--redis-url``, ``BULKTAG_REDIS_URL``, the default, or an embedded one.
+
+An explicit URL is always used as given (a failure to reach it is an error, never a silent
+fallback). Only when no URL is given and nothing answers at the default address may a
+command that needs a server (``bulktag demo``) start a private Redis, with its files under
+the data directory (``BULKTAG_DATA_DIR``, default ``~/.local/share/bulktag``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from bulktag.embedded_redis import EmbeddedRedis
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    url: str
+    explicit: bool
+    embedded: bool = False
+
+
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get("BULKTAG_DATA_DIR"):
+        return Path(env["BULKTAG_DATA_DIR"])
+    return Path.home() / ".local" / "share" / "bulktag"
+
+
+def resolve_redis_url(
+    explicit: str | None, environ: Mapping[str, str] | None = None
+) -> RedisTarget:
+    env = os.environ if environ is None else environ
+    if explicit:
+        return RedisTarget(explicit, explicit=True)
+    if env.get("BULKTAG_REDIS_URL"):
+        return RedisTarget(env["BULKTAG_REDIS_URL"], explicit=True)
+    return RedisTarget(DEFAULT_REDIS_URL, explicit=False)
+
+
+def answers(url: str, timeout: float = 0.5) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+@contextmanager
+def redis_for_command(
+    explicit: str | None, *, allow_embedded: bool, environ: Mapping[str, str] | None = None
+) -> Iterator[RedisTarget]:
+    """Yield the Redis to use; start (and afterwards stop) an embedded one if allowed."""
+    target = resolve_redis_url(explicit, environ)
+    if target.explicit or not allow_embedded or answers(target.url):
+        yield target
+        return
+    with EmbeddedRedis(data_dir(environ) / "redis", appendonly=True) as server:
+        yield RedisTarget(server.url, explicit=False, embedded=True)
