@@ -1,0 +1,83 @@
+"""The ``bulktag`` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from bulktag import __version__, logs
+from bulktag.errors import UserError
+from emulator import cli as emulator_cli
+from producer import cli as producer_cli
+from providers.credentials import CredentialsError
+
+log = logging.getLogger("bulktag")
+
+Runner = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bulktag",
+        description=(
+            "Tag Alibaba Cloud and Huawei Cloud KMS keys and secrets in bulk: a producer "
+            "validates and enqueues campaigns in Redis, workers tag within each region's "
+            "rate limit and record an outcome for every resource."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"bulktag {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default: INFO)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-format", default="text", choices=["text", "json"],
+        help="log lines as key=value text or as JSON objects (default: text)",
+    )  # fmt: skip
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="run a local stand-in for the Alibaba and Huawei KMS tag APIs",
+        description=(
+            "Serve the Alibaba Cloud KMS and Huawei Cloud KMS tag APIs on loopback, with an "
+            "inventory of keys and secrets, signature checks, rate limits and fault "
+            "injection. Use it to rehearse a campaign or to run the tests and benchmarks."
+        ),
+    )
+    emulator_cli.configure_parser(emulator)
+    emulator.set_defaults(run=emulator_cli.run)
+
+    submit = commands.add_parser(
+        "submit",
+        help="validate a tagging campaign and enqueue it",
+        description=(
+            "Validate a tagging campaign against the provider's rules and enqueue it for the "
+            "workers. All or nothing: any problem is reported (with file and line) and "
+            "nothing is written."
+        ),
+    )
+    producer_cli.configure_parser(submit)
+    submit.set_defaults(run=producer_cli.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    run: Runner = args.run
+    try:
+        return run(args)
+    except (UserError, CredentialsError) as exc:
+        print(f"bulktag {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

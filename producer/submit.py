@@ -1,0 +1,271 @@
+"""Submitting a campaign: validate everything, then (and only then) enqueue it through RQ.
+
+The Python API for programs (scheduled compliance jobs) is :func:`submit`; the CLI calls
+the same function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from bulktag import store
+from bulktag.errors import UserError
+from producer.campaign import Target
+from producer.inputs import Item, Problem
+from producer.plan import Group, Spool, TargetPlan, summarize
+from producer.validate import check_row
+from providers.batching import round_chunk_size
+from providers.catalog import PROVIDERS
+
+log = logging.getLogger(__name__)
+
+# Problems listed in full; beyond this only the count is reported.
+MAX_REPORTED_PROBLEMS = 50
+# The worker's entry point, by name: the producer never imports worker code.
+TAG_JOB = "worker.jobs.tag_chunk"
+# Default job size in provider calls: about 20 calls keeps RQ's per-job cost (fork, ~20
+# Redis round trips: performance.md §3.2) small against the calls' own time.
+CALLS_PER_JOB = 20
+RESULT_TTL = 24 * 3600
+FAILURE_TTL = 7 * 24 * 3600
+ENQUEUE_BATCH = 500
+
+
+class ValidationFailed(UserError):
+    """Every problem found in the input; nothing was written."""
+
+    def __init__(self, problems: list[Problem], total: int) -> None:
+        self.problems = problems
+        self.total = total
+        lines = [str(p) for p in problems]
+        if total > len(problems):
+            lines.append(f"... and {total - len(problems)} more problems")
+        super().__init__(
+            f"{total} problem{'s' if total != 1 else ''} in the input; nothing was submitted:\n"
+            + "\n".join(lines)
+        )
+
+
+@dataclass
+class SubmitOptions:
+    campaign_id: str | None = None
+    chunk_size: int | None = None
+    dry_run: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    on_read: Callable[[int], None] | None = None
+    on_enqueued: Callable[[int, int], None] | None = None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    campaign_id: str
+    resources: int
+    duplicates: int
+    jobs_total: int
+    jobs_enqueued: int
+    plans: list[TargetPlan]
+    dry_run: bool
+
+
+def new_campaign_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def default_chunk_size(target: Target) -> int:
+    rules = PROVIDERS[target.provider]
+    return rules.max_resources_per_call * CALLS_PER_JOB
+
+
+def chunk_size_for(target: Target, requested: int | None) -> int:
+    rules = PROVIDERS[target.provider]
+    return round_chunk_size(rules, requested or default_chunk_size(target))
+
+
+def submit(
+    items: Iterable[Item],
+    options: SubmitOptions,
+    connection: redis.Redis | None = None,
+) -> SubmitResult:
+    """Validate ``items`` all-or-nothing; unless ``dry_run``, enqueue them on ``connection``."""
+    campaign_id = options.campaign_id or new_campaign_id()
+    if not store.CAMPAIGN_ID.fullmatch(campaign_id):
+        raise UserError(
+            f"campaign id {campaign_id!r}: use 1 to 64 letters, digits, '_' or '-' (RQ job ids allow no more)"
+        )
+    if connection is None and not options.dry_run:
+        raise ValueError("a Redis connection is needed unless dry_run")
+    with Spool() as spool:
+        _read(items, spool, options.on_read)
+        groups = spool.groups()
+        plans = summarize(groups)
+        result = SubmitResult(
+            campaign_id, spool.unique_resources(), spool.duplicates,
+            sum(_job_count(g, options.chunk_size) for g in groups), 0, plans, options.dry_run,
+        )  # fmt: skip
+        if options.dry_run:
+            return result
+        assert connection is not None
+        fingerprint = _fingerprint(spool, groups)
+        existing = store.load_campaign(connection, campaign_id)
+        if existing is not None and existing.fingerprint != fingerprint:
+            raise UserError(
+                f"campaign {campaign_id!r} already exists with different resources or tags; "
+                "choose another --id"
+            )
+        store.begin_campaign(
+            connection, campaign_id, fingerprint, result.resources, result.duplicates,
+            result.jobs_total, [_target_json(p) for p in plans], options.options,
+        )  # fmt: skip
+        enqueued = _enqueue(connection, campaign_id, spool, groups, options)
+        store.mark_queued(connection, campaign_id)
+    log.info(
+        "campaign submitted",
+        extra={"campaign": campaign_id, "resources": result.resources, "jobs": enqueued},
+    )
+    return SubmitResult(
+        campaign_id, result.resources, result.duplicates, result.jobs_total, enqueued, plans,
+        False,
+    )  # fmt: skip
+
+
+def _read(items: Iterable[Item], spool: Spool, on_read: Callable[[int], None] | None) -> None:
+    problems: list[Problem] = []
+    total = 0
+
+    def note(problem: Problem) -> None:
+        nonlocal total
+        total += 1
+        if len(problems) < MAX_REPORTED_PROBLEMS:
+            problems.append(problem)
+
+    seen = 0
+    for item in items:
+        seen += 1
+        if on_read is not None and seen % 10_000 == 0:
+            on_read(seen)
+        if isinstance(item, Problem):
+            note(item)
+            continue
+        target, row_problems = check_row(item)
+        for problem in row_problems:
+            note(problem)
+        if target is not None and not total:
+            spool.add(target, item.resource_id, item.tags, item.where)
+    if on_read is not None:
+        on_read(seen)
+    if not total:
+        for problem in spool.finish():
+            note(problem)
+    if total:
+        raise ValidationFailed(problems, total)
+    if spool.rows == 0:
+        raise UserError("no resources in the input (empty, or only comments and blank lines)")
+
+
+def _job_count(group: Group, requested: int | None) -> int:
+    return math.ceil(group.size / chunk_size_for(group.target, requested))
+
+
+def _target_json(plan: TargetPlan) -> dict[str, Any]:
+    return {
+        **plan.target.to_json(),
+        "queue": plan.target.queue_name,
+        "resources": plan.resources,
+        "calls": plan.calls,
+    }
+
+
+def _fingerprint(spool: Spool, groups: list[Group]) -> str:
+    digest = hashlib.sha256()
+    for group in groups:
+        digest.update(group.key.encode())
+        for chunk in spool.ids(group, 10_000):
+            digest.update("\n".join(chunk).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def job_id(campaign_id: str, group: Group, chunk_no: int) -> str:
+    """Deterministic: the same campaign and input always give the same job ids."""
+    return f"bulktag-{campaign_id}-{group.key}-{chunk_no:06d}"
+
+
+def _enqueue(
+    connection: redis.Redis,
+    campaign_id: str,
+    spool: Spool,
+    groups: list[Group],
+    options: SubmitOptions,
+) -> int:
+    queues: dict[str, Queue] = {}
+    enqueued = done = 0
+    pending: list[Any] = []
+    pending_queue: Queue | None = None
+
+    def flush() -> None:
+        nonlocal enqueued, pending
+        if not pending or pending_queue is None:
+            return
+        check = connection.pipeline(transaction=False)
+        for data in pending:
+            check.exists(Job.key_for(data.job_id))
+        fresh = [d for d, exists in zip(pending, check.execute(), strict=True) if not exists]
+        if fresh:
+            pipe = connection.pipeline()
+            pending_queue.enqueue_many(fresh, pipeline=pipe)
+            pipe.execute()
+        enqueued += len(fresh)
+        pending = []
+
+    for group in groups:
+        target = group.target
+        queue = queues.get(target.queue_name)
+        if queue is None:
+            queue = Queue(target.queue_name, connection=connection, serializer=JSONSerializer)
+            queues[target.queue_name] = queue
+        if queue is not pending_queue:
+            flush()
+            pending_queue = queue
+        size = chunk_size_for(target, options.chunk_size)
+        rate = PROVIDERS[target.provider].default_rate_per_second
+        for chunk_no, ids in enumerate(spool.ids(group, size)):
+            calls = math.ceil(len(ids) / PROVIDERS[target.provider].max_resources_per_call)
+            pending.append(
+                Queue.prepare_data(
+                    TAG_JOB,
+                    kwargs={
+                        "campaign_id": campaign_id,
+                        "target": target.to_json(),
+                        "tags": [list(t) for t in group.tags],
+                        "resource_ids": ids,
+                    },
+                    job_id=job_id(campaign_id, group, chunk_no),
+                    # Short on purpose: RQ's default description repeats every argument.
+                    description=f"{campaign_id} {target.provider}:{target.location} #{chunk_no}",
+                    # Generous: the shared limiter may slow a job far below the default rate.
+                    timeout=int(max(600, 20 * calls / rate)),
+                    result_ttl=RESULT_TTL,
+                    failure_ttl=FAILURE_TTL,
+                )
+            )
+            done += 1
+            if len(pending) >= ENQUEUE_BATCH:
+                flush()
+                if options.on_enqueued is not None:
+                    options.on_enqueued(done, enqueued)
+    flush()
+    if options.on_enqueued is not None:
+        options.on_enqueued(done, enqueued)
+    return enqueued
