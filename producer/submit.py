@@ -229,6 +229,7 @@ def _enqueue(
         enqueued += len(fresh)
         pending = []
 
+    target_numbers = {plan.target: no for no, plan in enumerate(summarize(groups))}
     for group in groups:
         target = group.target
         queue = queues.get(target.queue_name)
@@ -247,6 +248,7 @@ def _enqueue(
                     TAG_JOB,
                     kwargs={
                         "campaign_id": campaign_id,
+                        "target_no": target_numbers[target],
                         "target": target.to_json(),
                         "tags": [list(t) for t in group.tags],
                         "resource_ids": ids,

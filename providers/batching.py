@@ -33,3 +33,9 @@ def round_chunk_size(rules: ProviderRules, requested: int) -> int:
     """A job size that fills every call: the request rounded up to a multiple of the batch."""
     batch = rules.max_resources_per_call
     return max(batch, ceil(requested / batch) * batch)
+
+
+def tag_slices(rules: ProviderRules, tags: Sequence[Tag]) -> list[Sequence[Tag]]:
+    """The tags of one resource split into calls (one slice unless over the per-call limit)."""
+    per_call = rules.max_tags_per_call
+    return [tags[j : j + per_call] for j in range(0, len(tags), per_call)] or [tags]

@@ -1,0 +1,236 @@
+"""Running one chunk: batches through the shared limiter, retries, isolation, outcomes.
+
+Inside a chunk the calls run concurrently on one event loop and one aiohttp session, as many
+at once as the shared rate limit allows (each call first reserves its slot). Every resource
+of the chunk ends with exactly one recorded outcome, except when the chunk stops early:
+
+- cancelled: the resources not yet done are recorded ``cancelled``;
+- paused (by the operator, or after an authentication failure): they stay pending and are
+  handed back (``ChunkReport.remaining``) to be parked and resumed later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from producer.campaign import Target
+from providers import credentials
+from providers.aliyun.client import AliyunKmsClient
+from providers.batching import tag_slices
+from providers.catalog import PROVIDERS
+from providers.huawei.client import HuaweiKmsClient
+from providers.results import CallResult, Outcome
+from providers.rules import Tag
+from worker import outcomes as oc
+from worker.control import Controls
+from worker.isolation import isolate
+from worker.limiter import LimitKey, SharedLimiter
+
+log = logging.getLogger(__name__)
+
+TagCall = Callable[[Sequence[str], Sequence[Tag]], Awaitable[CallResult]]
+
+# Concurrent calls per chunk. The limiter paces them; this only bounds sockets and tasks.
+MAX_IN_FLIGHT = 32
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; base 200 ms after Alibaba's guidance
+    (providers.md §4), Huawei advises 3 to 5 retries (providers.md §4)."""
+
+    base_s: float = 0.2
+    cap_s: float = 20.0
+    max_attempts: int = 6
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    campaign_id: str
+    target_no: int
+    target: Target
+    tags: tuple[Tag, ...]
+    resource_ids: tuple[str, ...]
+
+
+@dataclass
+class ChunkReport:
+    calls: int = 0
+    throttled: int = 0
+    recorded: int = 0
+    skipped: int = 0
+    remaining: list[str] = field(default_factory=list)
+    paused: str | None = None
+    cancelled: bool = False
+
+
+class _Stop(Exception):
+    """A control (pause/cancel) stopped the call before it was made."""
+
+
+def make_tag_call(target: Target, session: aiohttp.ClientSession) -> TagCall:
+    """The provider call that adds ``tags`` to ``ids`` (one Alibaba batch, one Huawei key)."""
+    if target.provider == "aliyun":
+        aliyun = AliyunKmsClient(session, credentials.load_aliyun(target.profile), target.region)
+
+        async def aliyun_call(ids: Sequence[str], tags: Sequence[Tag]) -> CallResult:
+            return await aliyun.tag_resources(target.resource_type, ids, tags)
+
+        return aliyun_call
+    assert target.project is not None
+    huawei = HuaweiKmsClient(
+        session, credentials.load_huawei(target.profile), target.project, target.region
+    )
+
+    async def huawei_call(ids: Sequence[str], tags: Sequence[Tag]) -> CallResult:
+        (key_id,) = ids
+        return await huawei.tag_key(key_id, tags)
+
+    return huawei_call
+
+
+class ChunkRunner:
+    def __init__(
+        self,
+        chunk: Chunk,
+        conn: aioredis.Redis,
+        tag_call: TagCall,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.chunk = chunk
+        self.rules = PROVIDERS[chunk.target.provider]
+        self.tag_call = tag_call
+        self.policy = policy or RetryPolicy()
+        target = chunk.target
+        self.limiter = SharedLimiter(
+            conn,
+            LimitKey(target.provider, target.profile, target.location),
+            self.rules.default_rate_per_second,
+        )
+        self.store = oc.OutcomeStore(conn, chunk.campaign_id)
+        self.controls = Controls(conn, chunk.campaign_id, chunk.target_no)
+        self.report = ChunkReport()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def run(self) -> ChunkReport:
+        chunk = self.chunk
+        pending = await self.store.pending(chunk.target_no, chunk.resource_ids)
+        self.report.skipped = len(chunk.resource_ids) - len(pending)
+        verdict = await self.controls.verdict(fresh=True)
+        if verdict.go and pending:
+            tasks = [
+                asyncio.create_task(self._batch(list(ids), list(tags)))
+                for ids, tags in self._id_batches(pending)
+            ]
+            await asyncio.gather(*tasks)
+            verdict = await self.controls.verdict(fresh=True)
+        left = await self.store.pending(chunk.target_no, pending)
+        if left and verdict.cancelled:
+            now = time.time()
+            self.report.recorded += await self.store.record(
+                chunk.target_no,
+                [oc.Outcome(rid, oc.CANCELLED, None, None, None, 0, now) for rid in left],
+            )
+            self.report.cancelled = True
+        elif left:
+            self.report.remaining = left
+            self.report.paused = verdict.paused or "stopped before these were done"
+        return self.report
+
+    def _id_batches(self, ids: list[str]) -> list[tuple[Sequence[str], Sequence[Tag]]]:
+        # Alibaba takes up to 20 tags a call; a resource with more tags needs several calls,
+        # which the batch runs in turn (see _batch), so split only the ids here.
+        per_call = self.rules.max_resources_per_call
+        return [(ids[i : i + per_call], self.chunk.tags) for i in range(0, len(ids), per_call)]
+
+    async def _batch(self, ids: list[str], tags: list[Tag]) -> None:
+        """Tag one provider batch of ids with every tag, and record each id's outcome."""
+        settled: dict[str, tuple[CallResult, int]] = {}
+        todo = ids
+        for tag_slice in tag_slices(self.rules, tags):
+            if not todo:
+                break
+            try:
+                results = await self._settle(todo, list(tag_slice))
+            except _Stop:
+                return  # the ids stay pending; the chunk hands them back
+            for rid, (result, attempts) in results.items():
+                if not result.ok or rid not in settled:
+                    settled[rid] = (result, attempts)
+            todo = [rid for rid in todo if results[rid][0].ok]
+        now = time.time()
+        self.report.recorded += await self.store.record(
+            self.chunk.target_no,
+            [_final(rid, result, attempts, now) for rid, (result, attempts) in settled.items()],
+        )
+
+    async def _settle(self, ids: list[str], tags: list[Tag]) -> dict[str, tuple[CallResult, int]]:
+        result, attempts = await self._call(ids, tags)
+        if result.outcome is not Outcome.NOT_FOUND or len(ids) == 1:
+            return {rid: (result, attempts) for rid in ids}
+        tries: dict[str, int] = {}
+
+        async def probe(group: Sequence[str]) -> CallResult:
+            answer, n = await self._call(group, tags)
+            for rid in group:
+                tries[rid] = tries.get(rid, attempts) + n
+            return answer
+
+        found = await isolate(ids, result, probe)
+        return {rid: (found.results[rid], tries.get(rid, attempts)) for rid in ids}
+
+    async def _call(self, ids: Sequence[str], tags: Sequence[Tag]) -> tuple[CallResult, int]:
+        """One logical call with retries; raises _Stop when a control says stop."""
+        attempt = 0
+        while True:
+            verdict = await self.controls.verdict()
+            if not verdict.go:
+                raise _Stop
+            async with self._slots:
+                await self.limiter.acquire()
+                result = await self.tag_call(ids, tags)
+            self.report.calls += 1
+            attempt += 1
+            if result.outcome is Outcome.AUTH:
+                await self.controls.pause_target(
+                    f"authentication failed: {result.code}: {result.message}", result.code
+                )
+                log.error(
+                    "target paused: authentication failed",
+                    extra={"campaign": self.chunk.campaign_id, "target": self.chunk.target.label,
+                           "code": result.code, "request_id": result.request_id},
+                )  # fmt: skip
+                raise _Stop
+            if result.outcome is Outcome.THROTTLED:
+                self.report.throttled += 1
+                await self.limiter.throttled()
+            if not result.outcome.retryable or attempt >= self.policy.max_attempts:
+                if result.outcome is Outcome.INVALID:
+                    log.error(
+                        "provider refused input that passed validation",
+                        extra={"campaign": self.chunk.campaign_id, "code": result.code,
+                               "message": result.message},
+                    )  # fmt: skip
+                return result, attempt
+            await asyncio.sleep(self.policy.delay(attempt))
+
+
+_STATUS = {Outcome.OK: oc.TAGGED, Outcome.NOT_FOUND: oc.NOT_FOUND, Outcome.INVALID: oc.INVALID}
+
+
+def _final(rid: str, result: CallResult, attempts: int, now: float) -> oc.Outcome:
+    """Anything neither tagged, missing nor invalid (retries exhausted, disabled key...) is
+    failed, with the provider's last code."""
+    status = _STATUS.get(result.outcome, oc.FAILED)
+    return oc.Outcome(rid, status, result.code, result.message, result.request_id, attempts, now)

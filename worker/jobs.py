@@ -1,0 +1,102 @@
+"""The RQ job functions. The producer enqueues them by name (``worker.jobs.tag_chunk``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from rq import get_current_job
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from producer.campaign import Target
+from providers.http import new_session
+from worker.control import parked_key
+from worker.engine import Chunk, ChunkReport, ChunkRunner, make_tag_call
+
+log = logging.getLogger(__name__)
+
+REDIS_URL_ENV = "BULKTAG_REDIS_URL"
+
+
+def _async_redis(sync: redis.Redis | None) -> aioredis.Redis:
+    """An asyncio client for the Redis this job came from (the worker exports its URL)."""
+    url = os.environ.get(REDIS_URL_ENV)
+    if url:
+        return aioredis.Redis.from_url(url)
+    if sync is None:
+        raise RuntimeError(f"{REDIS_URL_ENV} is not set and no RQ job is running")
+    kwargs = dict(sync.connection_pool.connection_kwargs)
+    return aioredis.Redis(**kwargs)
+
+
+async def tag_chunk(
+    campaign_id: str,
+    target: dict[str, Any],
+    tags: list[list[str]],
+    resource_ids: list[str],
+    target_no: int = 0,
+) -> dict[str, Any]:
+    """Tag one chunk of a campaign; the return value is the job's result (a summary)."""
+    job = get_current_job()
+    chunk = Chunk(
+        campaign_id,
+        target_no,
+        Target.from_json(target),
+        tuple((k, v) for k, v in tags),
+        tuple(resource_ids),
+    )
+    conn = _async_redis(job.connection if job else None)
+    started = time.monotonic()
+    try:
+        async with new_session() as session:
+            runner = ChunkRunner(chunk, conn, make_tag_call(chunk.target, session))
+            report = await runner.run()
+    finally:
+        await conn.aclose()
+    if report.remaining and job is not None:
+        _park(job, chunk, report)
+    summary = {
+        "resources": len(resource_ids),
+        "recorded": report.recorded,
+        "skipped": report.skipped,
+        "calls": report.calls,
+        "throttled": report.throttled,
+        "parked": len(report.remaining),
+        "paused": report.paused,
+        "cancelled": report.cancelled,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    log.info("chunk done", extra={"campaign": campaign_id, "job": job.id if job else None,
+                                  **summary})  # fmt: skip
+    return summary
+
+
+def _park(job: Job, chunk: Chunk, report: ChunkReport) -> None:
+    """Keep a paused target's remaining resources as a job saved but not queued; resuming
+    the campaign enqueues it."""
+    base = job.meta.get("chunk", job.id)
+    parked = Job.create(
+        job.func_name,
+        kwargs={**job.kwargs, "resource_ids": report.remaining},
+        connection=job.connection,
+        serializer=JSONSerializer,
+        id=f"{base}-parked-{int(time.time() * 1000)}",
+        meta={"chunk": base},
+        origin=job.origin,
+        description=job.description,
+        timeout=job.timeout,
+        result_ttl=job.result_ttl,
+        failure_ttl=job.failure_ttl,
+    )
+    parked.save()
+    job.connection.sadd(parked_key(chunk.campaign_id), parked.id)
+    log.warning(
+        "chunk parked",
+        extra={"campaign": chunk.campaign_id, "job": parked.id, "remaining": len(report.remaining),
+               "reason": report.paused},
+    )  # fmt: skip

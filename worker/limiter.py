@@ -1,0 +1,155 @@
+"""One rate limit per (provider, profile, region/project, API group), shared through Redis.
+
+Every worker process on every machine asks the same Lua script for a slot; the script runs
+GCRA on Redis's own clock (``TIME``) and answers how long to wait, so callers never poll and
+machines' clocks never matter (performance.md §1.2, §1.5: window counters burst at window
+edges, per-process limiters cannot share a quota). One round trip per call.
+
+The rate is adaptive (AIMD, performance.md §2.4-2.6): a throttling answer multiplies the
+shared rate by ``DECREASE`` (at most once per ``DECREASE_COOLDOWN``, since many calls in
+flight are throttled together), and it recovers additively, ``RECOVERY`` of the configured
+rate per second, never above the configured rate. The configured rate comes from the
+provider's published quota unless ``bulktag limits set`` overrides it; the script reads the
+override on every call, so a change takes effect without restarting workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aioredis
+
+from bulktag.store import PREFIX
+
+# Operator overrides: field "<provider>:<location>" -> calls per second.
+LIMITS_KEY = f"{PREFIX}:limits"
+DECREASE = 0.7  # botocore's CUBIC beta (performance.md §2.1)
+DECREASE_COOLDOWN_S = 1.0
+RECOVERY = 0.05  # of the configured rate, per second
+MIN_RATE = 0.2
+DEFAULT_BURST = 1  # evenly paced: the provider's own window is unknown
+
+_SCRIPT = """
+local state, limits = KEYS[1], KEYS[2]
+local field, default_rate, burst = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local op, decrease, cooldown = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local recovery, min_rate = tonumber(ARGV[7]), tonumber(ARGV[8])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local configured = tonumber(redis.call('HGET', limits, field)) or default_rate
+local s = redis.call('HMGET', state, 'tat', 'rate', 'updated', 'decreased')
+local tat = tonumber(s[1]) or now
+local rate = tonumber(s[2]) or configured
+local updated = tonumber(s[3]) or now
+local decreased = tonumber(s[4]) or 0
+
+-- additive recovery since the last update, capped by the configured rate
+rate = math.min(configured, rate + recovery * configured * (now - updated) / 1000000)
+if rate < min_rate then rate = min_rate end
+
+if op == 'throttled' then
+  redis.call('HINCRBY', state, 'throttles', 1)
+  if now - decreased >= cooldown then
+    rate = math.max(min_rate, rate * decrease)
+    decreased = now
+    -- the next slot is at least one new interval away
+    tat = math.max(tat, now + 1000000 / rate)
+  end
+  redis.call('HSET', state, 'tat', tat, 'rate', tostring(rate), 'updated', now,
+             'decreased', decreased)
+  redis.call('PEXPIRE', state, 3600000)
+  return {0, tostring(rate), tostring(configured)}
+end
+
+if op == 'peek' then
+  return {0, tostring(rate), tostring(configured)}
+end
+
+local interval = 1000000 / rate
+if tat < now then tat = now end
+local wait = tat - (burst - 1) * interval - now
+if wait < 0 then wait = 0 end
+redis.call('HSET', state, 'tat', tat + interval, 'rate', tostring(rate), 'updated', now,
+           'decreased', decreased)
+redis.call('HINCRBY', state, 'calls', 1)
+redis.call('PEXPIRE', state, math.floor((tat + interval - now) / 1000) + 3600000)
+return {math.floor(wait), tostring(rate), tostring(configured)}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitKey:
+    provider: str
+    profile: str
+    location: str
+    group: str = "write"
+
+    @property
+    def state_key(self) -> str:
+        return f"{PREFIX}:limiter:{self.provider}:{self.profile}:{self.location}:{self.group}"
+
+    @property
+    def override_field(self) -> str:
+        return f"{self.provider}:{self.location}"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    wait_s: float
+    rate: float
+    configured: float
+
+
+class SharedLimiter:
+    """Reserve a slot, then sleep exactly as long as the script says."""
+
+    def __init__(
+        self,
+        conn: aioredis.Redis,
+        key: LimitKey,
+        default_rate: float,
+        burst: int = DEFAULT_BURST,
+    ) -> None:
+        self._conn = conn
+        self.key = key
+        self._default_rate = default_rate
+        self._burst = burst
+        self._script = conn.register_script(_SCRIPT)
+
+    async def _run(self, op: str) -> Grant:
+        wait_us, rate, configured = await self._script(
+            keys=[self.key.state_key, LIMITS_KEY],
+            args=[
+                self.key.override_field, self._default_rate, self._burst, op, DECREASE,
+                int(DECREASE_COOLDOWN_S * 1_000_000), RECOVERY, MIN_RATE,
+            ],
+        )  # fmt: skip
+        return Grant(int(wait_us) / 1_000_000, float(rate), float(configured))
+
+    async def acquire(self) -> Grant:
+        grant = await self._run("acquire")
+        if grant.wait_s > 0:
+            await asyncio.sleep(grant.wait_s)
+        return grant
+
+    async def throttled(self) -> Grant:
+        """The provider throttled a call: every worker sharing this key slows down."""
+        return await self._run("throttled")
+
+    async def peek(self) -> Grant:
+        return await self._run("peek")
+
+
+def set_limit(conn: redis.Redis, provider: str, location: str, rate: float) -> None:
+    conn.hset(LIMITS_KEY, f"{provider}:{location}", rate)
+
+
+def clear_limit(conn: redis.Redis, provider: str, location: str) -> None:
+    conn.hdel(LIMITS_KEY, f"{provider}:{location}")
+
+
+def configured_limits(conn: redis.Redis) -> dict[str, float]:
+    return {k.decode(): float(v) for k, v in conn.hgetall(LIMITS_KEY).items()}
