@@ -119,7 +119,7 @@ def read_id_list(path: str, fields: TargetFields, tags: tuple[Tag, ...]) -> Iter
             resource_id = text.split("#", 1)[0].strip()
             if not resource_id:
                 continue
-            if any(ch.isspace() for ch in resource_id):
+            if len(resource_id.split(maxsplit=1)) > 1:
                 yield Problem(f"{name}:{lineno}", f"{resource_id!r}: one id per line expected")
                 continue
             yield Row(f"{name}:{lineno}", resource_id, fields, tags)

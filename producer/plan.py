@@ -76,6 +76,7 @@ class Spool:
         self._targets: dict[Target, int] = {}
         self._tagsets: dict[tuple[Tag, ...], int] = {}
         self._pending: list[tuple[int, str, int, str]] = []
+        self._last: tuple[Target | None, tuple[Tag, ...] | None, int, int] = (None, None, 0, 0)
         self.rows = 0
         self.duplicates = 0
 
@@ -94,8 +95,12 @@ class Spool:
         return self._tagsets.setdefault(key, len(self._tagsets))
 
     def add(self, target: Target, resource_id: str, tags: tuple[Tag, ...], where: str) -> None:
-        target_no = self._targets.setdefault(target, len(self._targets))
-        self._pending.append((target_no, resource_id, self._tagset_no(tags), where))
+        last_target, last_tags, target_no, tagset_no = self._last
+        if target is not last_target or tags is not last_tags:
+            target_no = self._targets.setdefault(target, len(self._targets))
+            tagset_no = self._tagset_no(tags)
+            self._last = (target, tags, target_no, tagset_no)
+        self._pending.append((target_no, resource_id, tagset_no, where))
         self.rows += 1
         if len(self._pending) >= _INSERT_BATCH:
             self._flush()

@@ -25,7 +25,7 @@ from bulktag.errors import UserError
 from producer.campaign import Target
 from producer.inputs import Item, Problem
 from producer.plan import Group, Spool, TargetPlan, summarize
-from producer.validate import check_row
+from producer.validate import RowChecker
 from providers.batching import round_chunk_size
 from providers.catalog import PROVIDERS
 
@@ -151,6 +151,7 @@ def _read(items: Iterable[Item], spool: Spool, on_read: Callable[[int], None] | 
             problems.append(problem)
 
     seen = 0
+    checker = RowChecker()
     for item in items:
         seen += 1
         if on_read is not None and seen % 10_000 == 0:
@@ -158,7 +159,7 @@ def _read(items: Iterable[Item], spool: Spool, on_read: Callable[[int], None] | 
         if isinstance(item, Problem):
             note(item)
             continue
-        target, row_problems = check_row(item)
+        target, row_problems = checker.check(item)
         for problem in row_problems:
             note(problem)
         if target is not None and not total:

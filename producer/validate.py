@@ -63,6 +63,31 @@ def check_tag_set(provider: str, tags: tuple[Tag, ...]) -> tuple[tuple[str, str]
     return tuple((v.message, v.code) for v in PROVIDERS[provider].check_tags(tags))
 
 
+class RowChecker:
+    """check_row, remembering the last target and tag set: rows of an id list share the
+    very same objects, so the per-row cost is the id check alone."""
+
+    def __init__(self) -> None:
+        self._fields: TargetFields | None = None
+        self._target: tuple[Target | None, tuple[tuple[str, str], ...]] = (None, ())
+        self._tags: tuple[Tag, ...] | None = None
+        self._provider: str | None = None
+        self._tag_problems: tuple[tuple[str, str], ...] = ()
+
+    def check(self, row: Row) -> tuple[Target | None, list[Problem]]:
+        if row.fields is not self._fields:
+            self._fields, self._target = row.fields, resolve_target(row.fields)
+        target, target_problems = self._target
+        if target is not None and row.resource_id and not target_problems:
+            if row.tags is not self._tags or target.provider != self._provider:
+                self._tags, self._provider = row.tags, target.provider
+                self._tag_problems = check_tag_set(target.provider, row.tags)
+            id_ok = PROVIDERS[target.provider].resource_id_patterns[target.resource_type]
+            if not self._tag_problems and id_ok.fullmatch(row.resource_id):
+                return target, []
+        return check_row(row)
+
+
 def check_row(row: Row) -> tuple[Target | None, list[Problem]]:
     target, target_problems = resolve_target(row.fields)
     problems = [Problem(row.where, message, code) for message, code in target_problems]
