@@ -11,6 +11,8 @@ from bulktag import __version__, logs
 from bulktag.errors import UserError
 from emulator import cli as emulator_cli
 from producer import cli as producer_cli
+from worker import cli as worker_cli
+from worker import limits_cli
 from providers.credentials import CredentialsError
 
 log = logging.getLogger("bulktag")
@@ -61,6 +63,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     producer_cli.configure_parser(submit)
     submit.set_defaults(run=producer_cli.run)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run workers that tag what the campaigns queued",
+        description=(
+            "Run RQ workers over the campaign queues (one per provider region or project, "
+            "taken round-robin). Every worker on every machine shares each region's rate "
+            "limit through Redis. SIGTERM or Ctrl-C stops after the current jobs."
+        ),
+    )
+    worker_cli.configure_parser(worker)
+    worker.set_defaults(run=worker_cli.run)
+
+    limits = commands.add_parser(
+        "limits",
+        help="show or change the shared per-region rate limits",
+        description=(
+            "Show the rate limits the workers share, with the live adaptive rate, or change "
+            "one; running workers follow a change at once."
+        ),
+    )
+    limits_cli.configure_parser(limits)
+    limits.set_defaults(run=limits_cli.run)
     return parser
 
 

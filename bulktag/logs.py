@@ -17,7 +17,9 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        base = (
+            f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        )
         extra = " ".join(f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
                          for k, v in _fields(record).items())  # fmt: skip
         text = f"{base} {extra}" if extra else base

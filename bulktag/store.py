@@ -59,7 +59,7 @@ class CampaignRecord:
 
 
 def load_campaign(conn: redis.Redis, campaign_id: str) -> CampaignRecord | None:
-    data = conn.hgetall(campaign_key(campaign_id))
+    data: dict[bytes, bytes] = conn.hgetall(campaign_key(campaign_id))  # type: ignore[assignment]
     if not data:
         return None
     return CampaignRecord.from_hash(campaign_id, data)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 
 import redis
 from rich.console import Console

@@ -67,10 +67,10 @@ def open_binary(path: str) -> Iterator[IO[bytes]]:
             raise InputError(f"{path}: cannot open: {exc.strerror}") from None
         owned = True
     try:
-        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
         if buffered.peek(2)[:2] == b"\x1f\x8b":
-            with gzip.open(buffered, "rb") as unzipped:
-                yield unzipped
+            with gzip.GzipFile(fileobj=buffered, mode="rb") as unzipped:
+                yield unzipped  # type: ignore[misc]
         else:
             yield buffered
     finally:

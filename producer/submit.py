@@ -102,7 +102,8 @@ def submit(
     campaign_id = options.campaign_id or new_campaign_id()
     if not store.CAMPAIGN_ID.fullmatch(campaign_id):
         raise UserError(
-            f"campaign id {campaign_id!r}: use 1 to 64 letters, digits, '_' or '-' (RQ job ids allow no more)"
+            f"campaign id {campaign_id!r}: use 1 to 64 letters, digits, '_' or '-' "
+            "(what RQ allows in job ids)"
         )
     if connection is None and not options.dry_run:
         raise ValueError("a Redis connection is needed unless dry_run")

@@ -18,6 +18,4 @@ def rules_for(provider: str) -> ProviderRules:
         return PROVIDERS[provider]
     except KeyError:
         known = ", ".join(sorted(PROVIDERS))
-        raise UnknownProviderError(
-            f"unknown provider {provider!r}; use one of: {known}"
-        ) from None
+        raise UnknownProviderError(f"unknown provider {provider!r}; use one of: {known}") from None

@@ -68,9 +68,7 @@ def credentials_file(environ: Mapping[str, str] | None = None) -> Path:
     return Path.home() / ".config" / "bulktag" / "credentials.toml"
 
 
-def _profile_section(
-    profile: str, provider: str, path: Path
-) -> tuple[dict[str, Any], bool]:
+def _profile_section(profile: str, provider: str, path: Path) -> tuple[dict[str, Any], bool]:
     """The file's section for (profile, provider), and whether the file exists at all."""
     if not path.exists():
         return {}, False
@@ -144,11 +142,7 @@ def load_huawei(
         raise CredentialsError(
             f"no Huawei Cloud credentials for profile {profile!r}: set ak and sk (or auth_token) "
             f"under [profile.{profile}.huawei] in {path}"
-            + (
-                " or HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK"
-                if profile == DEFAULT_PROFILE
-                else ""
-            )
+            + (" or HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK" if profile == DEFAULT_PROFILE else "")
         )
     return creds
 

@@ -72,7 +72,7 @@ async def send(
     url: URL,
     headers: dict[str, str],
     body: bytes = b"",
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-request deadline for aiohttp
 ) -> Response | CallResult:
     """Send one request; an answer of any status is a Response, no answer a CallResult."""
     try:

@@ -151,7 +151,9 @@ async def test_alibaba_server_faults_are_transient(
     assert result.outcome is Outcome.TRANSIENT
 
 
-async def test_timeout_is_transient(emulator: EmulatorServer, session: aiohttp.ClientSession) -> None:
+async def test_timeout_is_transient(
+    emulator: EmulatorServer, session: aiohttp.ClientSession
+) -> None:
     emulator.config.apply({"faults": {"timeout": 1.0}, "timeout_delay": 5})
     client = AliyunKmsClient(session, ALI, REGION, endpoint=emulator.url, timeout=0.3)
     result = await client.tag_resources("key", [aliyun_key_id(REGION, 1)], [("env", "prod")])
@@ -222,7 +224,11 @@ async def test_huawei_wrong_sk_and_bad_token_are_auth(
     bad_token = hw(session, emulator, HuaweiCredentials(auth_token="nope"))
     for client in (bad_sk, bad_token):
         result = await client.add_tag(key, "env", "prod")
-        assert (result.outcome, result.http_status, result.code) == (Outcome.AUTH, 401, "APIGW.0301")
+        assert (result.outcome, result.http_status, result.code) == (
+            Outcome.AUTH,
+            401,
+            "APIGW.0301",
+        )
 
 
 async def test_huawei_bad_tag_is_invalid(

@@ -108,9 +108,7 @@ def test_csv_manifest_groups_rows_by_identical_tag_set(redis_url: str, tmp_path:
         ((("env", "dev"),), (ali_id(3),)),
         ((("env", "prod"), ("owner", "a")), (ali_id(1), ali_id(2))),
     ]
-    assert [j["resource_ids"] for j in jobs_of(conn, "bulktag.aliyun.cn-shanghai")] == [
-        [ali_id(4)]
-    ]
+    assert [j["resource_ids"] for j in jobs_of(conn, "bulktag.aliyun.cn-shanghai")] == [[ali_id(4)]]
 
 
 def test_jsonl_manifest_for_huawei(redis_url: str, tmp_path: Path) -> None:
@@ -154,7 +152,9 @@ def test_campaign_file_with_several_targets(redis_url: str, tmp_path: Path, suff
             lines.append("[[targets]]")
             for k, v in t.items():
                 if isinstance(v, dict):
-                    lines.append(f"{k} = {{ " + ", ".join(f'"{a}" = "{b}"' for a, b in v.items()) + " }")
+                    lines.append(
+                        f"{k} = {{ " + ", ".join(f'"{a}" = "{b}"' for a, b in v.items()) + " }"
+                    )
                 else:
                     lines.append(f"{k} = {json.dumps(v)}")
         path.write_text("\n".join(lines) + "\n")
@@ -178,9 +178,7 @@ def test_duplicate_ids_collapse_and_are_counted(redis_url: str, tmp_path: Path) 
 
 def test_duplicate_rows_with_compatible_tags_are_merged(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
-    manifest.write_text(
-        f"resource_id,tag:env,tag:owner\n{ali_id(1)},prod,\n{ali_id(1)},,team-a\n"
-    )
+    manifest.write_text(f"resource_id,tag:env,tag:owner\n{ali_id(1)},prod,\n{ali_id(1)},,team-a\n")
     from producer.inputs import read_manifest
 
     result = submit(read_manifest(str(manifest), ALI), SubmitOptions(dry_run=True))

@@ -14,6 +14,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from producer.campaign import Target
+from producer.submit import TAG_JOB
 from providers.http import new_session
 from worker.control import parked_key
 from worker.engine import Chunk, ChunkReport, ChunkRunner, make_tag_call
@@ -81,7 +82,7 @@ def _park(job: Job, chunk: Chunk, report: ChunkReport) -> None:
     the campaign enqueues it."""
     base = job.meta.get("chunk", job.id)
     parked = Job.create(
-        job.func_name,
+        TAG_JOB,
         kwargs={**job.kwargs, "resource_ids": report.remaining},
         connection=job.connection,
         serializer=JSONSerializer,
@@ -89,7 +90,7 @@ def _park(job: Job, chunk: Chunk, report: ChunkReport) -> None:
         meta={"chunk": base},
         origin=job.origin,
         description=job.description,
-        timeout=job.timeout,
+        timeout=int(job.timeout) if job.timeout else None,
         result_ttl=job.result_ttl,
         failure_ttl=job.failure_ttl,
     )

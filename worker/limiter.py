@@ -152,4 +152,5 @@ def clear_limit(conn: redis.Redis, provider: str, location: str) -> None:
 
 
 def configured_limits(conn: redis.Redis) -> dict[str, float]:
-    return {k.decode(): float(v) for k, v in conn.hgetall(LIMITS_KEY).items()}
+    raw: dict[bytes, bytes] = conn.hgetall(LIMITS_KEY)  # type: ignore[assignment]
+    return {k.decode(): float(v) for k, v in raw.items()}

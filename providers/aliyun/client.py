@@ -267,7 +267,9 @@ def _result(response: Response) -> CallResult:
         outcome,
         response.status,
         code,
-        body.get("Message") or body.get("message") or response.body[:200].decode("utf-8", "replace"),
+        body.get("Message")
+        or body.get("message")
+        or response.body[:200].decode("utf-8", "replace"),
         body.get("RequestId") or body.get("requestId"),
         # The SDK reads x-acs-retry-after as milliseconds (providers.md §1.7).
         float(retry_after) / 1000 if retry_after and retry_after.isdigit() else None,

@@ -132,7 +132,9 @@ class HuaweiKmsClient:
         result, _ = await self._call("POST", self._key_path(key_id), body)
         return result
 
-    async def batch_tags(self, key_id: str, tags: Sequence[Tag], action: str = "create") -> CallResult:
+    async def batch_tags(
+        self, key_id: str, tags: Sequence[Tag], action: str = "create"
+    ) -> CallResult:
         """``tags/action``: all of one key's tags in one call (create or delete)."""
         body = {
             "action": action,
@@ -177,9 +179,11 @@ def _error_fields(body: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _result(response: Response) -> CallResult:
-    request_id = response.headers.get("X-Request-Id")
+    request_id: str | None = response.headers.get("X-Request-Id")
     if 200 <= response.status < 300:
         return CallResult(Outcome.OK, response.status, None, None, request_id)
+    code: str | None
+    message: str | None
     body = response.json()
     if body is None:
         code, message = f"HTTP{response.status}", response.body[:200].decode("utf-8", "replace")
