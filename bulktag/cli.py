@@ -11,9 +11,9 @@ from bulktag import __version__, logs
 from bulktag.errors import UserError
 from emulator import cli as emulator_cli
 from producer import cli as producer_cli
+from providers.credentials import CredentialsError
 from worker import cli as worker_cli
 from worker import limits_cli
-from providers.credentials import CredentialsError
 
 log = logging.getLogger("bulktag")
 
