@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from pathlib import Path
 
@@ -49,10 +50,8 @@ def redis_values(conn: redis.Redis) -> list[bytes]:
     expanded = []
     for value in found:
         expanded.append(value)
-        try:
+        with contextlib.suppress(zlib.error):
             expanded.append(zlib.decompress(value))
-        except zlib.error:
-            pass
     return expanded
 
 
