@@ -77,7 +77,27 @@ class TargetFields:
 class Row:
     """One resource to tag, with where it was read (for error messages)."""
 
-    where: str
+    source: str
+    line: int
     resource_id: str
     fields: TargetFields
     tags: tuple[Tag, ...]
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class IdBlock:
+    """Consecutive ids of a plain id list: one target, one tag set, many ids.
+
+    The million-id case is an id list; handling it a block at a time keeps the per-id cost
+    to reading the line and matching the id pattern.
+    """
+
+    source: str
+    fields: TargetFields
+    tags: tuple[Tag, ...]
+    ids: list[str]
+    lines: list[int]

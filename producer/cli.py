@@ -15,7 +15,7 @@ from rich.table import Table
 
 from bulktag.connections import resolve_redis_url
 from bulktag.errors import UserError
-from producer.campaign import TargetFields
+from producer.campaign import Target, TargetFields
 from producer.inputs import (
     Item,
     load_campaign_file,
@@ -26,6 +26,7 @@ from producer.inputs import (
 )
 from producer.submit import SubmitOptions, SubmitResult, submit
 from providers.catalog import PROVIDERS
+from worker.limiter import configured_limits
 
 EPILOG = """\
 examples:
@@ -103,7 +104,7 @@ def _items(args: argparse.Namespace) -> tuple[Iterator[Item], str | None, dict[s
     if args.manifest:
         items = read_manifest(args.manifest, defaults)
         if tags:
-            items = (with_default_tags(item, tags) for item in items)
+            items = with_default_tags(items, tags)
         return items, None, {}
     campaign = load_campaign_file(args.campaign)
     sources = [replace(s, fields=s.fields.over(defaults), tags=s.tags or tags)
@@ -147,22 +148,40 @@ def run(args: argparse.Namespace) -> int:
             except redis.RedisError as exc:
                 raise UserError(f"cannot reach Redis at {target.url}: {exc}") from None
         result = submit(items, submit_options, connection)
-    _report(result, args.json)
+    _report(result, args.json, _configured_rates(args.redis_url))
     return 0
 
 
-def _report(result: SubmitResult, as_json: bool) -> None:
+def _configured_rates(redis_url: str | None) -> dict[str, float]:
+    """Operators' overrides (``bulktag limits set``), read-only; none if Redis is away."""
+    conn = redis.Redis.from_url(
+        resolve_redis_url(redis_url).url, socket_connect_timeout=0.5, socket_timeout=0.5
+    )
+    try:
+        return configured_limits(conn)
+    except redis.RedisError:
+        return {}
+    finally:
+        conn.close()
+
+
+def rate_for(target: Target, overrides: dict[str, float]) -> float:
+    default = PROVIDERS[target.provider].default_rate_per_second
+    return overrides.get(f"{target.provider}:{target.location}", default)
+
+
+def _report(result: SubmitResult, as_json: bool, rates: dict[str, float]) -> None:
     if as_json:
-        print(json.dumps(_result_json(result), indent=2))
+        print(json.dumps(_result_json(result, rates), indent=2))
         return
     console = Console()
     table = Table(title=f"campaign {result.campaign_id}" + (" (dry run)" if result.dry_run else ""))
     table.add_column("target")
     table.add_column("queue")
-    for column in ("resources", "groups", "API calls", "at default rate"):
+    for column in ("resources", "groups", "API calls", "duration at the rate limit"):
         table.add_column(column, justify="right")
     for plan in result.plans:
-        rate = PROVIDERS[plan.target.provider].default_rate_per_second
+        rate = rate_for(plan.target, rates)
         table.add_row(
             plan.target.label, plan.target.queue_name, f"{plan.resources:,}", str(plan.groups),
             f"{plan.calls:,}", f"{plan.seconds_at(rate):,.0f} s at {rate:g}/s",
@@ -175,7 +194,7 @@ def _report(result: SubmitResult, as_json: bool) -> None:
     )
 
 
-def _result_json(result: SubmitResult) -> dict[str, object]:
+def _result_json(result: SubmitResult, rates: dict[str, float]) -> dict[str, object]:
     return {
         "campaign_id": result.campaign_id,
         "dry_run": result.dry_run,
@@ -185,7 +204,8 @@ def _result_json(result: SubmitResult) -> dict[str, object]:
         "jobs_enqueued": result.jobs_enqueued,
         "targets": [
             {**p.target.to_json(), "queue": p.target.queue_name, "resources": p.resources,
-             "groups": p.groups, "calls": p.calls}
+             "groups": p.groups, "calls": p.calls, "rate_per_second": rate_for(p.target, rates),
+             "expected_seconds": round(p.seconds_at(rate_for(p.target, rates)), 1)}
             for p in result.plans
         ],
     }  # fmt: skip

@@ -7,6 +7,7 @@ the same function.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import secrets
@@ -22,10 +23,10 @@ from rq.serializers import JSONSerializer
 
 from bulktag import store
 from bulktag.errors import UserError
-from producer.campaign import Target
+from producer.campaign import IdBlock, Target
 from producer.inputs import Item, Problem
 from producer.plan import Group, Spool, TargetPlan, summarize
-from producer.validate import RowChecker
+from producer.validate import RowChecker, check_block
 from providers.batching import round_chunk_size
 from providers.catalog import PROVIDERS
 
@@ -40,7 +41,7 @@ TAG_JOB = "worker.jobs.tag_chunk"
 CALLS_PER_JOB = 20
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
-ENQUEUE_BATCH = 500
+ENQUEUE_BATCH = 50
 
 
 class ValidationFailed(UserError):
@@ -108,7 +109,8 @@ def submit(
     if connection is None and not options.dry_run:
         raise ValueError("a Redis connection is needed unless dry_run")
     with Spool() as spool:
-        _read(items, spool, options.on_read)
+        reader = _Reader(spool, options.on_read)
+        reader.read(items)
         groups = spool.groups()
         plans = summarize(groups)
         result = SubmitResult(
@@ -118,7 +120,7 @@ def submit(
         if options.dry_run:
             return result
         assert connection is not None
-        fingerprint = _fingerprint(spool, groups)
+        fingerprint = reader.fingerprint
         existing = store.load_campaign(connection, campaign_id)
         if existing is not None and existing.fingerprint != fingerprint:
             raise UserError(
@@ -141,39 +143,87 @@ def submit(
     )  # fmt: skip
 
 
-def _read(items: Iterable[Item], spool: Spool, on_read: Callable[[int], None] | None) -> None:
-    problems: list[Problem] = []
-    total = 0
+class _Reader:
+    """Pass one: validate every item, spool the valid ones, and fingerprint the input.
 
-    def note(problem: Problem) -> None:
-        nonlocal total
-        total += 1
-        if len(problems) < MAX_REPORTED_PROBLEMS:
-            problems.append(problem)
+    The fingerprint covers every accepted (target, tags, id) in input order, so re-running
+    the same submit matches and anything else under the same campaign id is refused; it is
+    computed on the way, without a second pass over a million ids.
+    """
 
-    seen = 0
-    checker = RowChecker()
-    for item in items:
-        seen += 1
-        if on_read is not None and seen % 10_000 == 0:
-            on_read(seen)
-        if isinstance(item, Problem):
-            note(item)
-            continue
-        target, row_problems = checker.check(item)
-        for problem in row_problems:
-            note(problem)
-        if target is not None and not total:
-            spool.add(target, item.resource_id, item.tags, item.where)
-    if on_read is not None:
-        on_read(seen)
-    if not total:
-        for problem in spool.finish():
-            note(problem)
-    if total:
-        raise ValidationFailed(problems, total)
-    if spool.rows == 0:
-        raise UserError("no resources in the input (empty, or only comments and blank lines)")
+    def __init__(self, spool: Spool, on_read: Callable[[int], None] | None) -> None:
+        self.spool = spool
+        self.on_read = on_read
+        self.problems: list[Problem] = []
+        self.total = 0
+        self.seen = 0
+        self._reported: set[tuple[str, str | None]] = set()
+        self._digest = hashlib.sha256()
+        self._keyed: tuple[object, object] = (None, None)
+        self._key_text: dict[tuple[Target, tuple[tuple[str, str], ...]], bytes] = {}
+
+    def note(self, problem: Problem, once: bool = False) -> None:
+        """Record a problem; ``once`` reports a block-level problem (bad tag set...) once."""
+        if once:
+            key = (problem.message, problem.code)
+            if key in self._reported:
+                return
+            self._reported.add(key)
+        self.total += 1
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append(problem)
+
+    def _key(self, target: Target, tags: tuple[tuple[str, str], ...]) -> None:
+        if self._keyed[0] is target and self._keyed[1] is tags:
+            return
+        self._keyed = (target, tags)
+        text = self._key_text.get((target, tags))
+        if text is None:
+            text = json.dumps([target.to_json(), tags]).encode()
+            self._key_text[(target, tags)] = text
+        self._digest.update(text)
+
+    def read(self, items: Iterable[Item]) -> None:
+        checker = RowChecker()
+        next_report = 10_000
+        for item in items:
+            if isinstance(item, IdBlock):
+                self.seen += len(item.ids)
+                target, ids, lines, problems = check_block(item)
+                for problem in problems:
+                    self.note(problem, once=problem.code != "InvalidParameter.ResourceId")
+                if target is not None and ids and not self.total:
+                    self._key(target, item.tags)
+                    self._digest.update("\n".join(ids).encode())
+                    self.spool.add_block(target, item.tags, ids, item.source, lines)
+            elif isinstance(item, Problem):
+                self.seen += 1
+                self.note(item)
+            else:
+                self.seen += 1
+                target, problems = checker.check(item)
+                for problem in problems:
+                    self.note(problem)
+                if target is not None and not self.total:
+                    self._key(target, item.tags)
+                    self._digest.update(item.resource_id.encode() + b"\n")
+                    self.spool.add(target, item.resource_id, item.tags, item.source, item.line)
+            if self.on_read is not None and self.seen >= next_report:
+                self.on_read(self.seen)
+                next_report = self.seen + 10_000
+        if self.on_read is not None:
+            self.on_read(self.seen)
+        if not self.total:
+            for problem in self.spool.finish():
+                self.note(problem)
+        if self.total:
+            raise ValidationFailed(self.problems, self.total)
+        if self.spool.rows == 0:
+            raise UserError("no resources in the input (empty, or only comments and blank lines)")
+
+    @property
+    def fingerprint(self) -> str:
+        return self._digest.hexdigest()
 
 
 def _job_count(group: Group, requested: int | None) -> int:
@@ -187,16 +237,6 @@ def _target_json(plan: TargetPlan) -> dict[str, Any]:
         "resources": plan.resources,
         "calls": plan.calls,
     }
-
-
-def _fingerprint(spool: Spool, groups: list[Group]) -> str:
-    digest = hashlib.sha256()
-    for group in groups:
-        digest.update(group.key.encode())
-        for chunk in spool.ids(group, 10_000):
-            digest.update("\n".join(chunk).encode())
-            digest.update(b"\n")
-    return digest.hexdigest()
 
 
 def job_id(campaign_id: str, group: Group, chunk_no: int) -> str:

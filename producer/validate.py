@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from producer.campaign import DEFAULT_PROFILE, Row, Target, TargetFields
+from producer.campaign import DEFAULT_PROFILE, IdBlock, Row, Target, TargetFields
 from producer.inputs import Problem
 from providers.catalog import PROVIDERS
 from providers.rules import Tag
@@ -86,6 +86,35 @@ class RowChecker:
             if not self._tag_problems and id_ok.fullmatch(row.resource_id):
                 return target, []
         return check_row(row)
+
+
+def check_block(block: IdBlock) -> tuple[Target | None, list[str], list[int], list[Problem]]:
+    """The block's target, its valid ids and their lines, and every problem."""
+    target, target_problems = resolve_target(block.fields)
+    if target is None:
+        first = f"{block.source}:{block.lines[0]}"
+        return None, [], [], [Problem(first, message, code) for message, code in target_problems]
+    problems = [
+        Problem(f"{block.source}:{block.lines[0]}", message, code)
+        for message, code in check_tag_set(target.provider, block.tags)
+    ]
+    pattern = PROVIDERS[target.provider].resource_id_patterns[target.resource_type]
+    match = pattern.fullmatch
+    if all(match(rid) for rid in block.ids):
+        return target, block.ids, block.lines, problems
+    ids: list[str] = []
+    lines: list[int] = []
+    rules = PROVIDERS[target.provider]
+    for rid, line in zip(block.ids, block.lines, strict=True):
+        if match(rid):
+            ids.append(rid)
+            lines.append(line)
+        else:
+            problems += [
+                Problem(f"{block.source}:{line}", v.message, v.code)
+                for v in rules.check_resource_id(target.resource_type, rid)
+            ]
+    return target, ids, lines, problems
 
 
 def check_row(row: Row) -> tuple[Target | None, list[Problem]]:

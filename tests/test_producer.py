@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 
 from bulktag import store
 from bulktag.cli import main
-from producer.campaign import TargetFields
+from producer.campaign import IdBlock, TargetFields
 from producer.inputs import read_id_list
 from producer.submit import SubmitOptions, ValidationFailed, submit
 
@@ -73,9 +73,9 @@ def test_id_list_ignores_comments_blanks_and_reads_gzip(tmp_path: Path) -> None:
     path = tmp_path / "ids.txt.gz"
     with gzip.open(path, "wt") as f:
         f.write(f"# header\n\n{ali_id(1)}  # trailing comment\n   \n{ali_id(2)}\n")
-    rows = list(read_id_list(str(path), ALI, (("env", "prod"),)))
-    assert [r.resource_id for r in rows] == [ali_id(1), ali_id(2)]  # type: ignore[union-attr]
-    assert rows[0].where.endswith(":3")
+    (block,) = list(read_id_list(str(path), ALI, (("env", "prod"),)))
+    assert isinstance(block, IdBlock)
+    assert (block.ids, block.lines) == ([ali_id(1), ali_id(2)], [3, 5])
 
 
 def test_stdin_is_read_with_dash(redis_url: str, tmp_path: Path) -> None:
@@ -109,6 +109,20 @@ def test_csv_manifest_groups_rows_by_identical_tag_set(redis_url: str, tmp_path:
         ((("env", "prod"), ("owner", "a")), (ali_id(1), ali_id(2))),
     ]
     assert [j["resource_ids"] for j in jobs_of(conn, "bulktag.aliyun.cn-shanghai")] == [[ali_id(4)]]
+
+
+def test_tag_flags_apply_to_every_manifest_row_and_rows_win(redis_url: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"resource_id,tag:env\n{ali_id(1)},dev\n{ali_id(2)},\n")
+    assert run_cli("submit", "--provider", "aliyun", "--region", "cn-hangzhou", "--manifest",
+                   str(manifest), "--tag", "env=prod", "--tag", "owner=a", "--id", "mt",
+                   "--redis-url", redis_url) == 0  # fmt: skip
+    jobs = jobs_of(redis.Redis.from_url(redis_url), "bulktag.aliyun.cn-hangzhou")
+    by_id = {j["resource_ids"][0]: sorted(map(tuple, j["tags"])) for j in jobs}  # type: ignore[index,arg-type]
+    assert by_id == {
+        ali_id(1): [("env", "dev"), ("owner", "a")],
+        ali_id(2): [("env", "prod"), ("owner", "a")],
+    }
 
 
 def test_jsonl_manifest_for_huawei(redis_url: str, tmp_path: Path) -> None:
@@ -174,6 +188,20 @@ def test_duplicate_ids_collapse_and_are_counted(redis_url: str, tmp_path: Path) 
         read_id_list(str(ids), ALI, (("env", "prod"),)), SubmitOptions(campaign_id="d1"), conn
     )
     assert (result.resources, result.duplicates) == (2, 2)
+
+
+def test_duplicates_are_exact_even_when_the_bitmap_flags_everything() -> None:
+    from producer.campaign import Target
+    from producer.plan import Spool
+
+    target = Target("aliyun", "default", "cn-hangzhou", None, "key")
+    with Spool(seen_bits=8) as spool:  # 8 bits: nearly every id is a false "maybe"
+        ids = [ali_id(i) for i in range(200)] + [ali_id(5), ali_id(150)]
+        spool.add_block(target, (("env", "prod"),), ids, "f", list(range(1, 203)))
+        assert spool.finish() == []
+        assert (spool.duplicates, spool.unique_resources()) == (2, 200)
+        (group,) = spool.groups()
+        assert [rid for chunk in spool.ids(group, 64) for rid in chunk] == ids[:200]
 
 
 def test_duplicate_rows_with_compatible_tags_are_merged(tmp_path: Path) -> None:
@@ -352,7 +380,21 @@ def test_dry_run_prints_plan_and_writes_nothing(
                    "--redis-url", redis_url) == 0  # fmt: skip
     plan = json.loads(capsys.readouterr().out)
     assert plan["resources"] == 1001 and plan["targets"][0]["calls"] == 21
+    assert plan["targets"][0]["expected_seconds"] == 2.1  # 21 calls at the default 10/s
     assert all_keys(conn) == []
+
+
+def test_dry_run_duration_follows_the_operators_rate_limit(
+    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = write_ids(tmp_path / "ids.txt", [ali_id(i) for i in range(1000)])
+    assert run_cli("limits", "--redis-url", redis_url, "set", "aliyun:cn-hangzhou", "4") == 0
+    capsys.readouterr()
+    assert run_cli("submit", "--provider", "aliyun", "--region", "cn-hangzhou", "--ids",
+                   str(ids), "--tag", "env=prod", "--dry-run", "--json",
+                   "--redis-url", redis_url) == 0  # fmt: skip
+    target = json.loads(capsys.readouterr().out)["targets"][0]
+    assert (target["rate_per_second"], target["expected_seconds"]) == (4, 5.0)
 
 
 def test_resubmitting_the_same_campaign_enqueues_nothing_twice(
@@ -407,7 +449,7 @@ def test_interrupted_submit_resumes_without_duplicates(redis_url: str, tmp_path:
 def test_validation_failure_raises_with_every_problem() -> None:
     from producer.campaign import Row
 
-    items = [Row("a:1", "bad", ALI, (("env", "prod"),)), Row("a:2", ali_id(1), ALI, ())]
+    items = [Row("a", 1, "bad", ALI, (("env", "prod"),)), Row("a", 2, ali_id(1), ALI, ())]
     with pytest.raises(ValidationFailed) as exc:
         submit(items, SubmitOptions(dry_run=True))
     assert exc.value.total == 2

@@ -76,7 +76,7 @@ def submit_ids(
     tags: tuple[tuple[str, str], ...] = (("env", "prod"),),
     chunk_size: int | None = None,
 ) -> SubmitResult:
-    rows = [Row(f"test:{i}", rid, fields, tags) for i, rid in enumerate(ids)]
+    rows = [Row("test", i, rid, fields, tags) for i, rid in enumerate(ids, start=1)]
     return submit(rows, SubmitOptions(campaign_id=campaign_id, chunk_size=chunk_size), conn)
 
 
