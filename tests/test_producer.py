@@ -269,6 +269,43 @@ def test_huawei_rules_use_kms_codes(redis_url: str, tmp_path: Path) -> None:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("provider_args", "rid", "tags", "code"),
+    [
+        (["--provider", "aliyun", "--region", "cn-hangzhou"], ali_id(1), ["k" * 129 + "=v"],
+         "InvalidParameter.TagKey"),
+        (["--provider", "aliyun", "--region", "cn-hangzhou"], ali_id(1), ["env=" + "v" * 129],
+         "InvalidParameter.TagValue"),
+        (["--provider", "aliyun", "--region", "cn-hangzhou"], ali_id(1), ["acs:x=v"],
+         "InvalidParameter.TagKey"),
+        (["--provider", "aliyun", "--region", "cn-hangzhou"], ali_id(1), ["env=a", "env=b"],
+         "Duplicate.TagKey"),
+        (["--provider", "aliyun", "--region", "cn-hangzhou", "--resource-type", "secret"],
+         "bad secret name", ["env=a"], "InvalidParameter.ResourceId"),
+        (["--provider", "huawei", "--region", "cn-north-4", "--project", PROJECT], HW_KEY,
+         ["a<b=v"], "KMS.0406"),
+        (["--provider", "huawei", "--region", "cn-north-4", "--project", PROJECT], HW_KEY,
+         ["env=" + "v" * 44], "KMS.0410"),
+        (["--provider", "huawei", "--region", "cn-north-4", "--project", PROJECT], "key-1",
+         ["env=v"], "InvalidParameter.ResourceId"),
+    ],
+)  # fmt: skip
+def test_each_rule_is_reported_with_its_code(
+    redis_url: str, tmp_path: Path, provider_args: list[str], rid: str, tags: list[str],
+    code: str,
+) -> None:  # fmt: skip
+    if " " in rid:  # an id with a space cannot come from an id list; use a manifest
+        path = tmp_path / "m.jsonl"
+        path.write_text(json.dumps({"resource_id": rid}) + "\n")
+        source = ["--manifest", str(path)]
+    else:
+        path = tmp_path / "ids.txt"
+        path.write_text(rid + "\n")
+        source = ["--ids", str(path)]
+    tag_args = [arg for tag in tags for arg in ("--tag", tag)]
+    assert_rejected(redis_url, *provider_args, *source, *tag_args, expect=[f"[{code}]"])
+
+
 def test_conflicting_tags_for_one_resource_are_rejected(redis_url: str, tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"resource_id,tag:env\n{ali_id(1)},prod\n{ali_id(1)},dev\n")
