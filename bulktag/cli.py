@@ -7,7 +7,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from bulktag import __version__, logs
+import redis
+
+from bulktag import __version__, control, logs
+from bulktag.connections import resolve_redis_url
 from bulktag.errors import UserError
 from emulator import cli as emulator_cli
 from producer import cli as producer_cli
@@ -86,7 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits_cli.configure_parser(limits)
     limits.set_defaults(run=limits_cli.run)
+
+    for name, action, text in (
+        ("pause", control.pause, "stop starting calls for a campaign until it is resumed"),
+        ("resume", control.resume,
+         "continue a paused campaign, or targets paused after an authentication failure "
+         "(fix the credentials first)"),
+        ("cancel", control.cancel,
+         "stop a campaign for good; what is not done yet is recorded as cancelled"),
+    ):  # fmt: skip
+        sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument("campaign_id", metavar="ID", help="campaign id")
+        sub.add_argument("--redis-url", help="Redis URL (default: $BULKTAG_REDIS_URL or local)")
+        sub.set_defaults(run=_control_runner(action))
     return parser
+
+
+def _control_runner(action: Callable[[redis.Redis, str], str]) -> Runner:
+    def run(args: argparse.Namespace) -> int:
+        url = resolve_redis_url(args.redis_url).url
+        conn = redis.Redis.from_url(url)
+        try:
+            print(f"{args.campaign_id}: {action(conn, args.campaign_id)}")
+        except redis.RedisError as exc:
+            raise UserError(f"cannot reach Redis at {url}: {exc}") from None
+        return 0
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,9 @@ CAMPAIGN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 SUBMITTING = "submitting"
 QUEUED = "queued"
+DONE = "done"
+CANCELLED = "cancelled"
+PAUSED = "paused"
 
 
 def campaign_key(campaign_id: str) -> str:
@@ -101,3 +104,18 @@ def mark_queued(conn: redis.Redis, campaign_id: str) -> None:
     key = campaign_key(campaign_id)
     if conn.hget(key, "state") == SUBMITTING.encode():
         conn.hset(key, mapping={"state": QUEUED, "updated_at": time.time()})
+        # Workers may have finished every resource while jobs were still being enqueued.
+        finish_if_complete(conn, campaign_id)
+
+
+def finish_if_complete(conn: redis.Redis, campaign_id: str) -> bool:
+    """Mark the campaign done once every resource has an outcome (idempotent)."""
+    key = campaign_key(campaign_id)
+    resources, state = conn.hmget(key, ["resources", "state"])
+    done = conn.hget(f"{key}:counts", "done")
+    if resources is None or done is None or int(done) < int(resources):
+        return False
+    # A cancelled campaign stays cancelled; one still submitting is finished by mark_queued.
+    if state not in (DONE.encode(), CANCELLED.encode(), SUBMITTING.encode()):
+        conn.hset(key, mapping={"state": DONE, "finished_at": time.time()})
+    return True

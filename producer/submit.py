@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -42,6 +42,7 @@ CALLS_PER_JOB = 20
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
 ENQUEUE_BATCH = 50
+JOB_RETRIES = 3
 
 
 class ValidationFailed(UserError):
@@ -239,6 +240,13 @@ def _target_json(plan: TargetPlan) -> dict[str, Any]:
     }
 
 
+def job_timeout(calls: int, rate: float) -> int:
+    """Seconds RQ gives a chunk: ten times its time at the default rate, at least 5 minutes,
+    since the shared adaptive limiter may slow it down. The chunk itself stops issuing calls
+    before this and hands its remaining resources to a new job."""
+    return int(max(300, 10 * calls / rate))
+
+
 def job_id(campaign_id: str, group: Group, chunk_no: int) -> str:
     """Deterministic: the same campaign and input always give the same job ids."""
     return f"bulktag-{campaign_id}-{group.key}-{chunk_no:06d}"
@@ -298,10 +306,12 @@ def _enqueue(
                     job_id=job_id(campaign_id, group, chunk_no),
                     # Short on purpose: RQ's default description repeats every argument.
                     description=f"{campaign_id} {target.provider}:{target.location} #{chunk_no}",
-                    # Generous: the shared limiter may slow a job far below the default rate.
-                    timeout=int(max(600, 20 * calls / rate)),
+                    timeout=job_timeout(calls, rate),
                     result_ttl=RESULT_TTL,
                     failure_ttl=FAILURE_TTL,
+                    # A chunk whose worker died is re-run (outcomes already recorded are
+                    # skipped, so nothing is counted twice).
+                    retry=Retry(max=JOB_RETRIES),
                 )
             )
             done += 1

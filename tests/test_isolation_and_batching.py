@@ -97,6 +97,14 @@ def test_one_missing_id_in_fifty_costs_about_eight_calls() -> None:
     assert total / 300 <= 8.0
 
 
+def test_a_batch_of_only_missing_ids_costs_about_one_call_per_id() -> None:
+    batch = ids(50)
+    api = FakeBatchApi(set(batch))
+    outcomes = run_isolation(batch, api)
+    assert set(outcomes.values()) == {Outcome.NOT_FOUND}
+    assert api.calls <= 50 + 15  # searching would cost about 6 calls per missing id
+
+
 def test_a_message_naming_the_id_needs_one_extra_call_per_missing_id() -> None:
     batch = ids(50)
     api = FakeBatchApi({batch[3], batch[40]}, name_it=True)

@@ -65,7 +65,11 @@ def start_worker(redis_url: str, creds: Path, *extra: str, log: Path | None = No
 
 def run_workers(redis_url: str, creds: Path, *extra: str, log: Path | None = None) -> None:
     proc = start_worker(redis_url, creds, *extra, log=log)
-    assert proc.wait(timeout=120) == 0
+    try:
+        assert proc.wait(timeout=100) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(log.read_text()[-4000:] if log else "worker did not finish") from None
 
 
 def submit_ids(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,6 +52,17 @@ class RetryPolicy:
     cap_s: float = 20.0
     max_attempts: int = 6
 
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        """``BULKTAG_RETRY_BASE_MS``, ``BULKTAG_RETRY_CAP_MS``, ``BULKTAG_RETRY_ATTEMPTS``."""
+        env = os.environ
+        default = cls()
+        return cls(
+            base_s=float(env.get("BULKTAG_RETRY_BASE_MS", default.base_s * 1000)) / 1000,
+            cap_s=float(env.get("BULKTAG_RETRY_CAP_MS", default.cap_s * 1000)) / 1000,
+            max_attempts=int(env.get("BULKTAG_RETRY_ATTEMPTS", default.max_attempts)),
+        )
+
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
 
@@ -71,7 +83,7 @@ class ChunkReport:
     recorded: int = 0
     skipped: int = 0
     remaining: list[str] = field(default_factory=list)
-    paused: str | None = None
+    paused: str | None = None  # why, when the remaining resources wait for a resume
     cancelled: bool = False
 
 
@@ -107,11 +119,14 @@ class ChunkRunner:
         conn: aioredis.Redis,
         tag_call: TagCall,
         policy: RetryPolicy | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.chunk = chunk
+        # Monotonic time after which no new call starts (the job's own timeout is near).
+        self.deadline = deadline
         self.rules = PROVIDERS[chunk.target.provider]
         self.tag_call = tag_call
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or RetryPolicy.from_env()
         target = chunk.target
         self.limiter = SharedLimiter(
             conn,
@@ -144,8 +159,9 @@ class ChunkRunner:
             )
             self.report.cancelled = True
         elif left:
+            # Paused: park them until resume. Otherwise the deadline came: go on in a new job.
             self.report.remaining = left
-            self.report.paused = verdict.paused or "stopped before these were done"
+            self.report.paused = verdict.paused
         return self.report
 
     def _id_batches(self, ids: list[str]) -> list[tuple[Sequence[str], Sequence[Tag]]]:
@@ -190,15 +206,20 @@ class ChunkRunner:
         found = await isolate(ids, result, probe)
         return {rid: (found.results[rid], tries.get(rid, attempts)) for rid in ids}
 
+    async def _check_go(self) -> None:
+        verdict = await self.controls.verdict()
+        if not verdict.go or (self.deadline is not None and time.monotonic() >= self.deadline):
+            raise _Stop
+
     async def _call(self, ids: Sequence[str], tags: Sequence[Tag]) -> tuple[CallResult, int]:
         """One logical call with retries; raises _Stop when a control says stop."""
         attempt = 0
         while True:
-            verdict = await self.controls.verdict()
-            if not verdict.go:
-                raise _Stop
+            await self._check_go()
             async with self._slots:
                 await self.limiter.acquire()
+                # The wait for a slot may have been long: look again before calling.
+                await self._check_go()
                 result = await self.tag_call(ids, tags)
             self.report.calls += 1
             attempt += 1
@@ -215,6 +236,12 @@ class ChunkRunner:
             if result.outcome is Outcome.THROTTLED:
                 self.report.throttled += 1
                 await self.limiter.throttled()
+            if not result.ok:
+                log.debug(
+                    "call answered",
+                    extra={"campaign": self.chunk.campaign_id, "outcome": str(result.outcome),
+                           "code": result.code, "attempt": attempt, "ids": len(ids)},
+                )  # fmt: skip
             if not result.outcome.retryable or attempt >= self.policy.max_attempts:
                 if result.outcome is Outcome.INVALID:
                     log.error(

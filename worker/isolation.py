@@ -19,6 +19,7 @@ retried by the caller's ``probe`` and never taken as "this group holds a missing
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,16 +65,34 @@ def _decide(ids: Sequence[str], result: CallResult, found: Isolation) -> None:
         found.results[rid] = result
 
 
+def _mostly_bad(missing: int, settled: int, pending: int) -> bool:
+    """Whether one call per remaining id is expected to be cheaper than searching on.
+
+    Each missing id costs a search of about log2(n) + 1 calls; with the share of missing ids
+    seen so far, the remaining ones hold about ``share * pending`` of them
+    (performance.md §4.3-4.4: at 10 missing in 50, per-id calls beat bisection)."""
+    if missing < 2:
+        return False
+    share = missing / (settled + 10)  # smoothed: a prior of ten clean ids
+    return pending <= share * pending * (math.log2(pending) + 1)
+
+
 async def _settle(ids: list[str], failed: CallResult, probe: Probe, found: Isolation) -> None:
     """``ids`` is known to contain at least one missing id (its call answered ``failed``)."""
     pending = ids
     known_bad = failed
+    missing = 0
     while pending:
         if len(pending) == 1:
             _decide(pending, known_bad, found)
             return
+        if _mostly_bad(missing, len(ids) - len(pending), len(pending)):
+            for rid in pending:
+                _decide([rid], await _call([rid], probe, found), found)
+            return
         named = named_missing_id(known_bad.message, pending)
         if named is not None:
+            missing += 1
             _decide([named], known_bad, found)
             pending = [rid for rid in pending if rid != named]
             nxt = await _whole(pending, probe, found)
@@ -82,6 +101,7 @@ async def _settle(ids: list[str], failed: CallResult, probe: Probe, found: Isola
             known_bad = nxt
             continue
         bad, good_unknown = await _binary_search(pending, known_bad, probe, found)
+        missing += 1
         _decide([bad.rid], bad.result, found)
         # Everything after the search is untested: try it whole (Hwang, d = 1).
         pending = good_unknown

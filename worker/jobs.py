@@ -9,12 +9,13 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from rq import get_current_job
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from bulktag import store
 from producer.campaign import Target
-from producer.submit import TAG_JOB
+from producer.submit import JOB_RETRIES, TAG_JOB
 from providers.http import new_session
 from worker.control import parked_key
 from worker.engine import Chunk, ChunkReport, ChunkRunner, make_tag_call
@@ -22,6 +23,8 @@ from worker.engine import Chunk, ChunkReport, ChunkRunner, make_tag_call
 log = logging.getLogger(__name__)
 
 REDIS_URL_ENV = "BULKTAG_REDIS_URL"
+# A chunk stops starting calls this long before RQ would kill it, and hands on the rest.
+DEADLINE_MARGIN_S = 30
 
 
 def _async_redis(sync: redis.Redis | None) -> aioredis.Redis:
@@ -53,21 +56,28 @@ async def tag_chunk(
     )
     conn = _async_redis(job.connection if job else None)
     started = time.monotonic()
+    deadline = None
+    if job is not None and job.timeout and job.timeout > 0:
+        deadline = started + max(job.timeout - DEADLINE_MARGIN_S, job.timeout / 2)
     try:
         async with new_session() as session:
-            runner = ChunkRunner(chunk, conn, make_tag_call(chunk.target, session))
+            runner = ChunkRunner(
+                chunk, conn, make_tag_call(chunk.target, session), deadline=deadline
+            )
             report = await runner.run()
     finally:
         await conn.aclose()
-    if report.remaining and job is not None:
-        _park(job, chunk, report)
+    if job is not None:
+        if report.remaining:
+            _follow_up(job, chunk, report)
+        store.finish_if_complete(job.connection, campaign_id)
     summary = {
         "resources": len(resource_ids),
         "recorded": report.recorded,
         "skipped": report.skipped,
         "calls": report.calls,
         "throttled": report.throttled,
-        "parked": len(report.remaining),
+        "handed_on": len(report.remaining),
         "paused": report.paused,
         "cancelled": report.cancelled,
         "seconds": round(time.monotonic() - started, 3),
@@ -77,27 +87,32 @@ async def tag_chunk(
     return summary
 
 
-def _park(job: Job, chunk: Chunk, report: ChunkReport) -> None:
-    """Keep a paused target's remaining resources as a job saved but not queued; resuming
-    the campaign enqueues it."""
+def _follow_up(job: Job, chunk: Chunk, report: ChunkReport) -> None:
+    """A job for the resources this chunk did not get to: parked (saved, not queued) when
+    the target is paused, so that ``bulktag resume`` enqueues it; queued at once when the
+    chunk only ran out of time."""
     base = job.meta.get("chunk", job.id)
-    parked = Job.create(
+    follow = Job.create(
         TAG_JOB,
         kwargs={**job.kwargs, "resource_ids": report.remaining},
         connection=job.connection,
         serializer=JSONSerializer,
-        id=f"{base}-parked-{int(time.time() * 1000)}",
+        id=f"{base}-{'parked' if report.paused else 'more'}-{int(time.time() * 1000)}",
         meta={"chunk": base},
         origin=job.origin,
         description=job.description,
         timeout=int(job.timeout) if job.timeout else None,
         result_ttl=job.result_ttl,
         failure_ttl=job.failure_ttl,
+        retry=Retry(max=JOB_RETRIES),
     )
-    parked.save()
-    job.connection.sadd(parked_key(chunk.campaign_id), parked.id)
+    if report.paused:
+        follow.save()
+        job.connection.sadd(parked_key(chunk.campaign_id), follow.id)
+    else:
+        Queue(job.origin, connection=job.connection, serializer=JSONSerializer).enqueue_job(follow)
     log.warning(
-        "chunk parked",
-        extra={"campaign": chunk.campaign_id, "job": parked.id, "remaining": len(report.remaining),
-               "reason": report.paused},
+        "chunk handed on",
+        extra={"campaign": chunk.campaign_id, "job": follow.id, "remaining": len(report.remaining),
+               "parked_because": report.paused},
     )  # fmt: skip

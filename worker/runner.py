@@ -28,8 +28,40 @@ def campaign_queue_names(connection: Any) -> list[str]:
     )
 
 
+# Crash recovery (RQ 3.0, read in rq/worker/base.py and rq/registry.py): a job whose whole
+# worker died stays in the StartedJobRegistry until its heartbeat lease expires; then a
+# maintenance pass re-queues it (jobs carry Retry(max=...)). RQ's defaults (lease +60 s,
+# maintenance every 600 s, idle workers blocking 405 s) make that 1.5 to 12 minutes; these make
+# it about 20-35 s. bench/rq_overhead.py and docs/benchmarks.md have the measurements.
+JOB_MONITORING_INTERVAL = 5
+MAINTENANCE_INTERVAL = 10
+WORKER_TTL = 30
+LEASE_MARGIN = 15
+
+
 class CampaignWorker(Worker):
-    """An RQ ``Worker`` (one forked work horse per job) with queue discovery."""
+    """An RQ ``Worker`` (one forked work horse per job) with queue discovery and quick
+    recovery of chunks whose worker was killed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_INTERVAL)
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
+        kwargs.setdefault("worker_ttl", WORKER_TTL)
+        super().__init__(*args, **kwargs)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """RQ adds 60 s to every lease; a shorter margin gets a dead worker's chunk re-run
+        sooner. The parent heartbeats every JOB_MONITORING_INTERVAL, well inside it."""
+        interval = self.job_monitoring_interval
+        if job.timeout and job.timeout > 0:
+            return int(min(job.timeout - working_time, interval)) + LEASE_MARGIN
+        return int(interval) + LEASE_MARGIN
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # RQ clears the in-flight copy of a job only when the worker listens on exactly one
+        # queue; ours gains queues while running, and a stale copy would be re-run by
+        # maintenance a minute after the job finished. Always clear it.
+        super().prepare_job_execution(job, True)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         kwargs.setdefault("dequeue_strategy", DequeueStrategy.ROUND_ROBIN)
