@@ -115,5 +115,6 @@ def test_a_message_naming_the_id_needs_one_extra_call_per_missing_id() -> None:
 
 def test_named_id_must_be_a_batch_member() -> None:
     assert named_missing_id("not found: key-a", ["key-a", "key-b"]) == "key-a"
+    assert named_missing_id("not found: key-abc.", ["key-ab", "key-abc"]) == "key-abc"
     assert named_missing_id("not found: key-zzz", ["key-a"]) is None
     assert named_missing_id(None, ["key-a"]) is None

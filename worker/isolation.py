@@ -20,15 +20,12 @@ retried by the caller's ``probe`` and never taken as "this group holds a missing
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from providers.results import CallResult, Outcome
 
 Probe = Callable[[Sequence[str]], Awaitable[CallResult]]
-
-_ID_IN_MESSAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_/+=.@:-]*")
 
 
 @dataclass
@@ -43,8 +40,9 @@ def named_missing_id(message: str | None, batch: Sequence[str]) -> str | None:
     """The batch member that a not-found message names, if it names exactly one."""
     if not message:
         return None
-    members = set(batch)
-    named = {token for token in _ID_IN_MESSAGE.findall(message) if token in members}
+    named = {rid for rid in batch if rid in message}
+    # An id that is part of another named id (key-ab in key-abc) is not named itself.
+    named = {rid for rid in named if not any(rid != other and rid in other for other in named)}
     return named.pop() if len(named) == 1 else None
 
 
@@ -81,18 +79,13 @@ async def _settle(ids: list[str], failed: CallResult, probe: Probe, found: Isola
     """``ids`` is known to contain at least one missing id (its call answered ``failed``)."""
     pending = ids
     known_bad = failed
-    missing = 0
+    searched = 0  # missing ids found by searching (named ones cost a single call)
     while pending:
         if len(pending) == 1:
             _decide(pending, known_bad, found)
             return
-        if _mostly_bad(missing, len(ids) - len(pending), len(pending)):
-            for rid in pending:
-                _decide([rid], await _call([rid], probe, found), found)
-            return
         named = named_missing_id(known_bad.message, pending)
         if named is not None:
-            missing += 1
             _decide([named], known_bad, found)
             pending = [rid for rid in pending if rid != named]
             nxt = await _whole(pending, probe, found)
@@ -100,8 +93,12 @@ async def _settle(ids: list[str], failed: CallResult, probe: Probe, found: Isola
                 return
             known_bad = nxt
             continue
+        if _mostly_bad(searched, len(ids) - len(pending), len(pending)):
+            for rid in pending:
+                _decide([rid], await _call([rid], probe, found), found)
+            return
         bad, good_unknown = await _binary_search(pending, known_bad, probe, found)
-        missing += 1
+        searched += 1
         _decide([bad.rid], bad.result, found)
         # Everything after the search is untested: try it whole (Hwang, d = 1).
         pending = good_unknown
