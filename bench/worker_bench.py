@@ -97,7 +97,7 @@ class Stack:
                     self.url,
                 ],
                 env=env,
-            )  # fmt: skip
+            )
             for _ in range(processes)
         ]
         for w in workers:
@@ -120,8 +120,10 @@ def done(url: str, campaign: str) -> int:
 
 def limits(args: argparse.Namespace) -> None:
     per_region = args.resources // len(REGIONS)
-    emulator_args = [a for r in REGIONS for a in ("--generate", f"aliyun:{r}:key:{per_region}",
-                                                  "--rate-limit", f"aliyun:{r}={args.rate:g}")]  # fmt: skip
+    emulator_args: list[str] = []
+    for r in REGIONS:
+        emulator_args += ["--generate", f"aliyun:{r}:key:{per_region}"]
+        emulator_args += ["--rate-limit", f"aliyun:{r}={args.rate:g}"]
     with tempfile.TemporaryDirectory() as tmp, Stack(Path(tmp), emulator_args) as stack:
         conn = redis.Redis.from_url(stack.url)
         for region in REGIONS:

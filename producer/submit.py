@@ -275,6 +275,8 @@ def _enqueue(
         if fresh:
             pipe = connection.pipeline()
             pending_queue.enqueue_many(fresh, pipeline=pipe)
+            # Every chunk's id, so that a reconciler can find one a killed worker lost.
+            pipe.sadd(f"{store.campaign_key(campaign_id)}:jobs", *(d.job_id for d in fresh))
             pipe.execute()
         enqueued += len(fresh)
         pending = []

@@ -219,3 +219,48 @@ def test_sigkill_mid_chunk_then_restart_loses_and_double_counts_nothing(
     assert_counters_equal_records(conn, "kill")
     assert len(state["resources"]["aliyun"][REGION]["key"]) == total
     assert subprocess.run(["true"]).returncode == 0
+
+
+def test_a_chunk_lost_between_pop_and_start_is_enqueued_again(
+    redis_url: str, tmp_path: Path
+) -> None:
+    from rq import Queue
+
+    from worker.reconcile import LOCK_KEY, Reconciler
+
+    conn = redis.Redis.from_url(redis_url)
+    with emulator(inventory()) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        submit_ids(conn, "lost", ALI, ids(300), chunk_size=100)
+        queue = Queue("bulktag.aliyun.cn-hangzhou", connection=conn)
+        # What a worker killed right after its pop leaves: the job says queued, in no list.
+        lost = conn.lpop(queue.key)
+        assert lost is not None and queue.count == 2
+        reconciler = Reconciler(conn)
+        assert reconciler.run_once() == 0  # first sighting: could be a live worker's pop
+        conn.delete(LOCK_KEY)
+        assert reconciler.run_once() == 1  # still lost a pass later: enqueue it again
+        assert lost.decode() in queue.job_ids
+        run_workers(redis_url, creds)
+    assert len(outcomes(conn, "lost")) == 300
+
+
+def test_sigterm_finishes_the_running_chunk_and_leaves_the_rest_queued(
+    redis_url: str, tmp_path: Path
+) -> None:
+    conn = redis.Redis.from_url(redis_url)
+    with emulator(inventory()) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        submit_ids(conn, "term", ALI, ids(1000), chunk_size=500)  # 2 chunks of 10 calls
+        conn.hset("bulktag:limits", f"aliyun:{REGION}", 4)  # a chunk takes about 2.5 s
+        worker = start_worker(redis_url, creds, burst=False)
+        deadline = time.monotonic() + 60
+        while counts(conn, "term").get("done", 0) == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        assert counts(conn, "term")["done"] == 500  # the running chunk, whole
+        run_workers(redis_url, creds)
+    assert len(outcomes(conn, "term")) == 1000
+    assert_counters_equal_records(conn, "term")

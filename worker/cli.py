@@ -13,6 +13,7 @@ from rq.worker_pool import WorkerPool
 from bulktag.connections import resolve_redis_url
 from bulktag.errors import UserError
 from worker.jobs import REDIS_URL_ENV
+from worker.reconcile import Reconciler
 from worker.runner import FIXED_QUEUES_ENV, QUEUE_PREFIX, CampaignWorker, campaign_queue_names
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         queues = campaign_queue_names(conn) or [PLACEHOLDER_QUEUE]
     level = logging.getLevelName(logging.getLogger().level)
     log.info("starting workers", extra={"processes": args.processes, "queues": len(queues)})
+    if not args.burst:
+        Reconciler(conn).start()
     if args.processes == 1:
         worker = CampaignWorker(queues, connection=conn, serializer=JSONSerializer)
         worker.work(burst=args.burst, logging_level=level, with_scheduler=False)

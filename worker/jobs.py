@@ -19,6 +19,7 @@ from producer.submit import JOB_RETRIES, TAG_JOB
 from providers.http import new_session
 from worker.control import parked_key
 from worker.engine import Chunk, ChunkReport, ChunkRunner, make_tag_call
+from worker.reconcile import jobs_key
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def _follow_up(job: Job, chunk: Chunk, report: ChunkReport) -> None:
         failure_ttl=job.failure_ttl,
         retry=Retry(max=JOB_RETRIES),
     )
+    job.connection.sadd(jobs_key(chunk.campaign_id), follow.id)
     if report.paused:
         follow.save()
         job.connection.sadd(parked_key(chunk.campaign_id), follow.id)

@@ -9,6 +9,7 @@ worker looks for them after every job and at least every ``REFRESH_S`` seconds w
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 from rq import Queue, Worker
@@ -48,6 +49,11 @@ class CampaignWorker(Worker):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         kwargs.setdefault("worker_ttl", WORKER_TTL)
         super().__init__(*args, **kwargs)
+        # Workers started together would all take their first job from the same queue and
+        # then move through the queues in step, two workers sharing one region's limit while
+        # another region waits. Each worker starts at a random place in the rotation.
+        shift = random.randrange(len(self._ordered_queues)) if self._ordered_queues else 0
+        self._ordered_queues = self._ordered_queues[shift:] + self._ordered_queues[:shift]
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """RQ adds 60 s to every lease; a shorter margin gets a dead worker's chunk re-run
