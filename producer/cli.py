@@ -71,7 +71,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunk-size", type=int, metavar="N",
         help="resources per job, rounded up to a multiple of the provider's batch "
-        "(default: 20 calls' worth: 1000 Alibaba ids, 20 Huawei keys)",
+        "(default: 50 calls' worth: 2500 Alibaba ids, 50 Huawei keys)",
     )  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true",

@@ -126,7 +126,7 @@ def test_auth_failure_pauses_the_target_and_resume_finishes_it(
         creds = credentials_file(tmp_path / "c.toml", emu.url)
         good = creds.read_text()
         creds.write_text(good.replace(ALI_SECRET, "not-the-secret"))
-        submit_ids(conn, "auth", ALI, ids(3000))  # 3 chunks of 1000
+        submit_ids(conn, "auth", ALI, ids(3000), chunk_size=1000)  # 3 chunks
         run_workers(redis_url, creds, log=tmp_path / "w1.log")
         calls_while_broken = emu.call(emu.emulator.stats.snapshot)["total"]
         assert outcomes(conn, "auth") == {}  # pending, not failed

@@ -55,6 +55,9 @@ async def tag_chunk(
         tuple((k, v) for k, v in tags),
         tuple(resource_ids),
     )
+    if job is not None and not claim_queue(job):
+        _follow_up(job, chunk, ChunkReport(remaining=list(resource_ids)))
+        return {"resources": len(resource_ids), "bounced": True}
     conn = _async_redis(job.connection if job else None)
     started = time.monotonic()
     deadline = None
@@ -69,6 +72,7 @@ async def tag_chunk(
     finally:
         await conn.aclose()
     if job is not None:
+        release_queue(job)
         if report.remaining:
             _follow_up(job, chunk, report)
         store.finish_if_complete(job.connection, campaign_id)
@@ -86,6 +90,44 @@ async def tag_chunk(
     log.info("chunk done", extra={"campaign": campaign_id, "job": job.id if job else None,
                                   **summary})  # fmt: skip
     return summary
+
+
+def _lease_key(queue_name: str) -> str:
+    return f"{store.PREFIX}:lease:{queue_name}"
+
+
+def claim_queue(job: Job) -> bool:
+    """Take this region's lease, or say the chunk should step aside.
+
+    Every region's chunks are paced by its shared limiter, so two workers on one region share
+    its rate while another region may wait; RQ's round-robin cannot know. The first chunk of a
+    region holds a lease (a hint that expires on its own); a second one steps aside, going to
+    the back of its queue, only when some other region has queued work and no lease, so that
+    no worker ever waits on the lease."""
+    conn = job.connection
+    ttl_ms = int((job.timeout or 300) * 1000)
+    if conn.set(_lease_key(job.origin), job.id, nx=True, px=ttl_ms):
+        return True
+    others = [
+        q.name
+        for q in Queue.all(connection=conn)
+        if q.name.startswith("bulktag.") and q.name != job.origin
+    ]
+    pipe = conn.pipeline(transaction=False)
+    for name in others:
+        pipe.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
+        pipe.exists(_lease_key(name))
+    answers = pipe.execute()
+    idle_region_with_work = any(
+        waiting and not leased for waiting, leased in zip(answers[0::2], answers[1::2], strict=True)
+    )
+    return not idle_region_with_work
+
+
+def release_queue(job: Job) -> None:
+    key = _lease_key(job.origin)
+    if job.connection.get(key) == job.id.encode():
+        job.connection.delete(key)
 
 
 def _follow_up(job: Job, chunk: Chunk, report: ChunkReport) -> None:

@@ -29,7 +29,9 @@ DECREASE = 0.7  # botocore's CUBIC beta (performance.md §2.1)
 DECREASE_COOLDOWN_S = 1.0
 RECOVERY = 0.05  # of the configured rate, per second
 MIN_RATE = 0.2
-DEFAULT_BURST = 1  # evenly paced: the provider's own window is unknown
+# Evenly paced, with room for one extra call: it gives back a slot lost while RQ starts the
+# next chunk of a region (limit use 0.86 -> 0.89, no throttling: docs/benchmarks.md).
+DEFAULT_BURST = 2
 
 _SCRIPT = """
 local state, limits = KEYS[1], KEYS[2]
