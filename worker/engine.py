@@ -39,8 +39,10 @@ log = logging.getLogger(__name__)
 
 TagCall = Callable[[Sequence[str], Sequence[Tag]], Awaitable[CallResult]]
 
-# Concurrent calls per chunk. The limiter paces them; this only bounds sockets and tasks.
-MAX_IN_FLIGHT = 32
+# Concurrent calls per chunk. Little's law: 30 calls/s x 0.25 s per call = 7.5 in flight
+# (performance.md §3.5); each one is also a connection the chunk opens, and on the ceiling
+# benchmark 8 beat 16 and 32 (docs/benchmarks.md).
+MAX_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)

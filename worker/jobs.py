@@ -26,17 +26,27 @@ log = logging.getLogger(__name__)
 REDIS_URL_ENV = "BULKTAG_REDIS_URL"
 # A chunk stops starting calls this long before RQ would kill it, and hands on the rest.
 DEADLINE_MARGIN_S = 30
+REDIS_CONNECTIONS = 4
 
 
 def _async_redis(sync: redis.Redis | None) -> aioredis.Redis:
     """An asyncio client for the Redis this job came from (the worker exports its URL)."""
     url = os.environ.get(REDIS_URL_ENV)
+    # A few connections, shared by every call of the chunk: with one per concurrent call, a
+    # chunk opened dozens, and connecting cost more than the calls (profile in
+    # docs/benchmarks.md).
     if url:
-        return aioredis.Redis.from_url(url)
-    if sync is None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_CONNECTIONS, timeout=None
+        )
+    elif sync is not None:
+        kwargs = dict(sync.connection_pool.connection_kwargs)
+        pool = aioredis.BlockingConnectionPool(
+            max_connections=REDIS_CONNECTIONS, timeout=None, **kwargs
+        )
+    else:
         raise RuntimeError(f"{REDIS_URL_ENV} is not set and no RQ job is running")
-    kwargs = dict(sync.connection_pool.connection_kwargs)
-    return aioredis.Redis(**kwargs)
+    return aioredis.Redis.from_pool(pool)
 
 
 async def tag_chunk(
