@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 
-from bulktag import __version__, control, logs
+from bulktag import __version__, campaigns_cli, control, logs
 from bulktag.connections import resolve_redis_url
 from bulktag.errors import UserError
 from emulator import cli as emulator_cli
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits_cli.configure_parser(limits)
     limits.set_defaults(run=limits_cli.run)
+
+    campaigns_cli.add_commands(commands)
 
     for name, action, text in (
         ("pause", control.pause, "stop starting calls for a campaign until it is resumed"),

@@ -1,0 +1,170 @@
+"""Reading campaigns back out of Redis: status, per-resource report, retry, wait.
+
+The status is derived from the outcome counters the workers keep (``worker/outcomes.py``),
+never from a second copy of them; the report streams the outcome hash with HSCAN, so a
+million rows never sit in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+import redis
+
+from bulktag import store
+from bulktag.errors import UserError
+from worker.control import paused_key
+from worker.outcomes import FINAL_STATUSES, Outcome, counts_key, outcomes_key
+
+REPORT_COLUMNS = (
+    "resource_id", "provider", "location", "resource_type", "status", "error_code",
+    "error_message", "request_id", "attempts", "finished_at",
+)  # fmt: skip
+# `bulktag wait` exit statuses, for cron and CI.
+WAIT_OK, WAIT_FAILURES, WAIT_CANCELLED, WAIT_TIMEOUT = 0, 1, 4, 124
+
+
+def _campaign(conn: redis.Redis, campaign_id: str) -> store.CampaignRecord:
+    record = store.load_campaign(conn, campaign_id)
+    if record is None:
+        raise UserError(f"no campaign {campaign_id!r} in this Redis")
+    return record
+
+
+def status(conn: redis.Redis, campaign_id: str) -> dict[str, Any]:
+    """The campaign's state and progress per target: a stable JSON-ready document."""
+    record = _campaign(conn, campaign_id)
+    raw: dict[bytes, bytes] = conn.hgetall(counts_key(campaign_id))  # type: ignore[assignment]
+    tally = {k.decode(): int(v) for k, v in raw.items()}
+    paused_raw: dict[bytes, bytes] = conn.hgetall(paused_key(campaign_id))  # type: ignore[assignment]
+    paused = {int(k): json.loads(v) for k, v in paused_raw.items()}
+    targets = []
+    for no, target in enumerate(record.targets):
+        by_status = {s: tally.get(f"{no}:{s}", 0) for s in FINAL_STATUSES}
+        prefix = f"{no}:code:"
+        by_code = {k[len(prefix) :]: v for k, v in tally.items() if k.startswith(prefix)}
+        done = sum(by_status.values())
+        targets.append({
+            "target": no,
+            "provider": target["provider"],
+            "profile": target["profile"],
+            "region": target["region"],
+            "project": target.get("project"),
+            "resource_type": target["resource_type"],
+            "queue": target.get("queue"),
+            "resources": target["resources"],
+            "done": done,
+            "pending": target["resources"] - done,
+            "by_status": by_status,
+            "by_error_code": by_code,
+            "paused": paused[no]["reason"] if no in paused else None,
+        })  # fmt: skip
+    done = tally.get("done", 0)
+    state = record.state
+    if state in (store.QUEUED,) and done:
+        state = "running"
+    if state not in (store.DONE, store.CANCELLED) and paused:
+        state = store.PAUSED
+    elapsed = max(time.time() - record.created_at, 1e-9)
+    return {
+        "campaign_id": campaign_id,
+        "state": state,
+        "resources": record.resources,
+        "duplicates": record.duplicates,
+        "done": done,
+        "pending": record.resources - done,
+        "by_status": {s: tally.get(f"all:{s}", 0) for s in FINAL_STATUSES},
+        "created_at": record.created_at,
+        "rate_per_second": round(done / elapsed, 2),
+        "targets": targets,
+    }
+
+
+def campaign_ids(conn: redis.Redis) -> list[str]:
+    raw: list[bytes] = conn.zrange(store.CAMPAIGNS, 0, -1)  # type: ignore[assignment]
+    return [r.decode() for r in raw]
+
+
+def outcomes(
+    conn: redis.Redis, campaign_id: str, statuses: frozenset[str] | None = None
+) -> Iterator[tuple[int, Outcome]]:
+    """(target number, outcome) for every recorded resource, streamed with HSCAN."""
+    for field, payload in conn.hscan_iter(outcomes_key(campaign_id), count=1000):
+        target, _, rid = field.decode().partition("|")
+        outcome = Outcome.from_payload(rid, payload)
+        if statuses is None or outcome.status in statuses:
+            yield int(target), outcome
+
+
+def write_report(
+    conn: redis.Redis,
+    campaign_id: str,
+    out: TextIO,
+    fmt: str = "csv",
+    statuses: frozenset[str] | None = None,
+) -> int:
+    """Write the per-resource outcomes; returns the number of rows."""
+    record = _campaign(conn, campaign_id)
+    rows = 0
+    writer = csv.writer(out) if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(REPORT_COLUMNS)
+    if fmt == "json":
+        out.write("[")
+    for target_no, o in outcomes(conn, campaign_id, statuses):
+        t = record.targets[target_no]
+        values = (
+            o.resource_id, t["provider"], t.get("project") or t["region"], t["resource_type"],
+            o.status, o.code, o.message, o.request_id, o.attempts, o.finished_at,
+        )  # fmt: skip
+        if writer is not None:
+            writer.writerow(["" if v is None else v for v in values])
+        else:
+            text = json.dumps(dict(zip(REPORT_COLUMNS, values, strict=True)))
+            if fmt == "json":
+                out.write(("," if rows else "") + "\n" + text)
+            else:
+                out.write(text + "\n")
+        rows += 1
+    if fmt == "json":
+        out.write("\n]\n")
+    return rows
+
+
+def wait(conn: redis.Redis, campaign_id: str, timeout: float | None, poll: float = 1.0) -> int:
+    """Block until the campaign ends; the exit status says how it went."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        doc = status(conn, campaign_id)
+        if doc["state"] == store.CANCELLED and doc["pending"] == 0:
+            return WAIT_CANCELLED
+        if doc["pending"] == 0 and doc["state"] == store.DONE:
+            bad = doc["by_status"]["failed"] + doc["by_status"]["invalid"]
+            return WAIT_FAILURES if bad else WAIT_OK
+        if deadline is not None and time.monotonic() >= deadline:
+            return WAIT_TIMEOUT
+        time.sleep(poll)
+
+
+def report_text(doc: dict[str, Any]) -> str:
+    """A plain-text status for terminals without rich output and for logs."""
+    buf = io.StringIO()
+    buf.write(
+        f"{doc['campaign_id']}: {doc['state']}, {doc['done']:,}/{doc['resources']:,} done "
+        f"({', '.join(f'{k} {v:,}' for k, v in doc['by_status'].items() if v)})\n"
+    )
+    for t in doc["targets"]:
+        where = t["project"] or t["region"]
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(t["by_error_code"].items()))
+        buf.write(
+            f"  {t['provider']}:{where}:{t['resource_type']}: {t['done']:,}/{t['resources']:,}"
+            + (f"; errors: {codes}" if codes else "")
+            + (f"; PAUSED: {t['paused']}" if t["paused"] else "")
+            + "\n"
+        )
+    return buf.getvalue()

@@ -1,0 +1,149 @@
+"""``bulktag campaigns | status | report | wait``: where campaigns stand, and their outcomes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import redis
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bulktag import campaigns
+from bulktag.connections import resolve_redis_url
+from bulktag.errors import UserError
+from worker.outcomes import FINAL_STATUSES
+
+
+def _conn(args: argparse.Namespace) -> redis.Redis:
+    url = resolve_redis_url(args.redis_url).url
+    conn = redis.Redis.from_url(url)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        raise UserError(f"cannot reach Redis at {url}: {exc}") from None
+    return conn
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def redis_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--redis-url", help="Redis URL (default: $BULKTAG_REDIS_URL or local)")
+
+    p = commands.add_parser("campaigns", help="every campaign with its state and progress")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    redis_option(p)
+    p.set_defaults(run=run_campaigns)
+
+    p = commands.add_parser(
+        "status",
+        help="progress of one campaign per target, outcomes by status and error code",
+        description="Progress of one campaign. --json prints the document described in "
+        "README.md (stable field names, for scripts and compliance jobs).",
+    )
+    p.add_argument("campaign_id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--watch", action="store_true", help="live progress bars until it ends")
+    redis_option(p)
+    p.set_defaults(run=run_status)
+
+    p = commands.add_parser(
+        "report",
+        help="per-resource outcomes as CSV, JSONL or JSON (streamed)",
+        description="Per-resource outcomes, streamed out of Redis: resource_id, provider, "
+        "location (region or project), resource_type, status, error_code, error_message, "
+        "request_id, attempts, finished_at.",
+    )
+    p.add_argument("campaign_id", metavar="ID")
+    p.add_argument(
+        "--status", help=f"only these statuses, comma-separated ({', '.join(FINAL_STATUSES)})"
+    )
+    p.add_argument("--format", choices=["csv", "jsonl", "json"], default="csv")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    redis_option(p)
+    p.set_defaults(run=run_report)
+
+    p = commands.add_parser(
+        "wait",
+        help="wait until a campaign ends; the exit status says how it went",
+        description="Wait until the campaign ends. Exit status: 0 every resource tagged or "
+        "not found; 1 some failed or invalid; 4 cancelled; 124 --timeout reached.",
+    )
+    p.add_argument("campaign_id", metavar="ID")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    redis_option(p)
+    p.set_defaults(run=run_wait)
+
+
+def run_campaigns(args: argparse.Namespace) -> int:
+    conn = _conn(args)
+    docs = [campaigns.status(conn, cid) for cid in campaigns.campaign_ids(conn)]
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return 0
+    table = Table(title="campaigns")
+    for column in ("id", "state", "done", "resources", "tagged", "not found", "failed"):
+        table.add_column(column, justify="left" if column in ("id", "state") else "right")
+    for d in docs:
+        s = d["by_status"]
+        table.add_row(
+            d["campaign_id"], d["state"], f"{d['done']:,}", f"{d['resources']:,}",
+            f"{s['tagged']:,}", f"{s['not_found']:,}", f"{s['failed'] + s['invalid']:,}",
+        )  # fmt: skip
+    Console().print(table)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    conn = _conn(args)
+    doc = campaigns.status(conn, args.campaign_id)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    if not args.watch:
+        sys.stdout.write(campaigns.report_text(doc))
+        return 0
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn(),
+    ) as progress:  # fmt: skip
+        tasks = [
+            progress.add_task(
+                f"{t['provider']}:{t['project'] or t['region']}", total=t["resources"]
+            )
+            for t in doc["targets"]
+        ]
+        while True:
+            doc = campaigns.status(conn, args.campaign_id)
+            for task, t in zip(tasks, doc["targets"], strict=True):
+                progress.update(task, completed=t["done"])
+            if doc["pending"] == 0 or doc["state"] in ("cancelled",):
+                break
+            time.sleep(1)
+    sys.stdout.write(campaigns.report_text(doc))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    conn = _conn(args)
+    statuses = None
+    if args.status:
+        statuses = frozenset(s.strip() for s in args.status.split(","))
+        unknown = statuses - set(FINAL_STATUSES)
+        if unknown:
+            raise UserError(
+                f"unknown status {', '.join(sorted(unknown))}; use {', '.join(FINAL_STATUSES)}"
+            )
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            rows = campaigns.write_report(conn, args.campaign_id, out, args.format, statuses)
+        print(f"{rows:,} rows written to {args.output}", file=sys.stderr)
+    else:
+        campaigns.write_report(conn, args.campaign_id, sys.stdout, args.format, statuses)
+    return 0
+
+
+def run_wait(args: argparse.Namespace) -> int:
+    return campaigns.wait(_conn(args), args.campaign_id, args.timeout)

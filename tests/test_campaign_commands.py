@@ -1,0 +1,177 @@
+"""campaigns / status / report / wait over real campaigns run on the emulator."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from bulktag import campaigns
+from bulktag.cli import main
+from emulator.ids import aliyun_key_id
+from emulator.inventory import GenerateSpec, Inventory
+from producer.campaign import TargetFields
+from tests.worker_harness import (
+    ALI_SECRET,
+    credentials_file,
+    emulator,
+    run_workers,
+    submit_ids,
+    worker_env,
+)
+
+REGION = "cn-hangzhou"
+ALI = TargetFields("aliyun", "emu", REGION, None, "key")
+BROKEN = TargetFields("aliyun", "broken", "cn-shanghai", None, "key")
+
+
+@pytest.fixture
+def finished(redis_url: str, tmp_path: Path) -> redis.Redis:
+    """Campaign "mix": 200 existing ids and 5 missing in one region; another target whose
+    credentials are refused (paused, pending)."""
+    conn = redis.Redis.from_url(redis_url)
+    inv = Inventory.generated(
+        GenerateSpec("aliyun", REGION, "key", 200), GenerateSpec("aliyun", "cn-shanghai", "key", 10)
+    )
+    with emulator(inv) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        with creds.open("a") as f:
+            f.write(
+                f'[profile.broken.aliyun]\naccess_key_id = "emu-id"\n'
+                f'access_key_secret = "not-{ALI_SECRET}"\nendpoint = "{emu.url}"\n'
+            )
+        ids = [aliyun_key_id(REGION, n) for n in range(205)]
+        from producer.campaign import Row
+        from producer.submit import SubmitOptions, submit
+
+        rows = [Row("t", i, rid, ALI, (("env", "prod"),)) for i, rid in enumerate(ids, 1)]
+        rows += [Row("t", 900 + i, aliyun_key_id("cn-shanghai", i), BROKEN, (("env", "prod"),))
+                 for i in range(10)]  # fmt: skip
+        submit(rows, SubmitOptions(campaign_id="mix"), conn)
+        run_workers(redis_url, creds)
+    return conn
+
+
+def cli(*args: str, redis_url: str) -> tuple[int, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bulktag.cli", *args, "--redis-url", redis_url],
+        capture_output=True, text=True, timeout=60, env=worker_env(Path("/nonexistent")),
+    )  # fmt: skip
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_status_json_counts_by_status_code_and_shows_the_paused_target(
+    finished: redis.Redis, redis_url: str
+) -> None:
+    code, out = cli("status", "mix", "--json", redis_url=redis_url)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["state"] == "paused"
+    assert (doc["resources"], doc["done"], doc["pending"]) == (215, 205, 10)
+    assert doc["by_status"]["tagged"] == 200 and doc["by_status"]["not_found"] == 5
+    hz, sh = doc["targets"]
+    assert hz["by_error_code"] == {"InvalidResourceId.NotFound": 5} and hz["paused"] is None
+    assert sh["pending"] == 10 and "IncompleteSignature" in sh["paused"]
+    code, text = cli("status", "mix", redis_url=redis_url)
+    assert code == 0 and "PAUSED" in text and "205/215" in text
+
+
+def test_campaigns_lists_every_campaign(finished: redis.Redis, redis_url: str) -> None:
+    code, out = cli("campaigns", "--json", redis_url=redis_url)
+    assert code == 0
+    assert [(d["campaign_id"], d["state"]) for d in json.loads(out)] == [("mix", "paused")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_report_filters_by_status_in_every_format(
+    finished: redis.Redis, redis_url: str, tmp_path: Path, fmt: str
+) -> None:
+    out = tmp_path / f"r.{fmt}"
+    code, _ = cli("report", "mix", "--status", "not_found", "--format", fmt, "-o", str(out),
+                  redis_url=redis_url)  # fmt: skip
+    assert code == 0
+    text = out.read_text()
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+    elif fmt == "jsonl":
+        rows = [json.loads(line) for line in text.splitlines()]
+    else:
+        rows = json.loads(text)
+    assert len(rows) == 5
+    assert {r["error_code"] for r in rows} == {"InvalidResourceId.NotFound"}
+    assert {r["resource_id"] for r in rows} == {aliyun_key_id(REGION, n) for n in range(200, 205)}
+    assert {r["location"] for r in rows} == {REGION}
+
+
+def test_report_rejects_an_unknown_status(finished: redis.Redis, redis_url: str) -> None:
+    code, out = cli("report", "mix", "--status", "tagged,bogus", redis_url=redis_url)
+    assert code == 2 and "unknown status bogus" in out and "Traceback" not in out
+
+
+def test_unknown_campaign_is_a_clear_error(redis_url: str) -> None:
+    code, out = cli("status", "nope", redis_url=redis_url)
+    assert code == 2 and "no campaign 'nope'" in out
+
+
+def test_wait_exit_status_says_how_it_went(redis_url: str, tmp_path: Path) -> None:
+    conn = redis.Redis.from_url(redis_url)
+    inv = Inventory.generated(GenerateSpec("aliyun", REGION, "key", 100))
+    with emulator(inv, faults={"503": 1.0}) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        submit_ids(conn, "ok", ALI, [aliyun_key_id(REGION, n) for n in range(50)])
+        assert campaigns.wait(conn, "ok", timeout=0.2, poll=0.1) == campaigns.WAIT_TIMEOUT
+        emu.call(lambda: emu.emulator.config.apply({"faults": {}}))
+        run_workers(redis_url, creds)
+        assert main(["wait", "ok", "--redis-url", redis_url]) == campaigns.WAIT_OK
+        emu.call(lambda: emu.emulator.config.apply({"faults": {"503": 1.0}}))
+        submit_ids(conn, "bad", ALI, [aliyun_key_id(REGION, n) for n in range(50, 60)])
+        os.environ["BULKTAG_RETRY_ATTEMPTS"] = "1"  # fail fast: no retries
+        try:
+            run_workers(redis_url, creds)
+        finally:
+            del os.environ["BULKTAG_RETRY_ATTEMPTS"]
+        assert main(["wait", "bad", "--redis-url", redis_url]) == campaigns.WAIT_FAILURES
+
+
+def test_report_of_100k_rows_streams_in_bounded_memory(redis_url: str, tmp_path: Path) -> None:
+    conn = redis.Redis.from_url(redis_url)
+    from bulktag import store
+    from worker.outcomes import Outcome, counts_key, outcomes_key
+
+    store.begin_campaign(conn, "big", "f", 100_000, 0, 1,
+                         [{"provider": "aliyun", "profile": "p", "region": REGION,
+                           "project": None, "resource_type": "key", "resources": 100_000}],
+                         {})  # fmt: skip
+    pipe = conn.pipeline(transaction=False)
+    for n in range(100_000):
+        rid = f"key-hzz{n:017d}"
+        pipe.hset(
+            outcomes_key("big"),
+            f"0|{rid}",
+            Outcome(rid, "tagged", None, None, "r", 1, 1.0).payload(),
+        )
+        if n % 10_000 == 9_999:
+            pipe.execute()
+    pipe.hset(counts_key("big"), mapping={"done": 100_000, "0:tagged": 100_000})
+    pipe.execute()
+    out = tmp_path / "big.csv"
+    script = (
+        "import sys; from bulktag.cli import main; code = main(sys.argv[1:]); "
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+        "print('HWM', hwm, file=sys.stderr); sys.exit(code)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "report", "big", "-o", str(out), "--redis-url", redis_url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sum(1 for _ in out.open()) == 100_001
+    peak_mb = int(proc.stderr.split("HWM")[1].split()[0]) / 1024
+    assert peak_mb < 120  # the 100,000 rows are ~10 MB of CSV; they are never all in memory
