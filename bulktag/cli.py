@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 
-from bulktag import __version__, campaigns_cli, control, logs
+from bulktag import __version__, campaigns_cli, control, demo, logs
 from bulktag.connections import resolve_redis_url
 from bulktag.errors import UserError
 from emulator import cli as emulator_cli
@@ -91,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     limits.set_defaults(run=limits_cli.run)
 
     campaigns_cli.add_commands(commands)
+
+    demo_parser = commands.add_parser(
+        "demo",
+        help="see the whole product work: emulator, workers, a 20,000-resource campaign",
+        description=(
+            "Run everything on this machine: Redis (the local one if it answers, otherwise an "
+            "embedded one), the provider emulator, two workers, and a sample campaign of "
+            "about 20,000 resources in three Alibaba regions and two Huawei projects, with "
+            "live progress, a summary and a report file. Stops everything at the end or on "
+            "Ctrl-C."
+        ),
+    )
+    demo.configure_parser(demo_parser)
+    demo_parser.set_defaults(run=demo.run)
 
     for name, action, text in (
         ("pause", control.pause, "stop starting calls for a campaign until it is resumed"),

@@ -58,11 +58,15 @@ def answers(url: str, timeout: float = 0.5) -> bool:
 
 @contextmanager
 def redis_for_command(
-    explicit: str | None, *, allow_embedded: bool, environ: Mapping[str, str] | None = None
+    explicit: str | None,
+    *,
+    allow_embedded: bool,
+    force_embedded: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> Iterator[RedisTarget]:
     """Yield the Redis to use; start (and afterwards stop) an embedded one if allowed."""
     target = resolve_redis_url(explicit, environ)
-    if target.explicit or not allow_embedded or answers(target.url):
+    if not force_embedded and (target.explicit or not allow_embedded or answers(target.url)):
         yield target
         return
     with EmbeddedRedis(data_dir(environ) / "redis", appendonly=True) as server:

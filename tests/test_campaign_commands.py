@@ -175,3 +175,19 @@ def test_report_of_100k_rows_streams_in_bounded_memory(redis_url: str, tmp_path:
     assert sum(1 for _ in out.open()) == 100_001
     peak_mb = int(proc.stderr.split("HWM")[1].split()[0]) / 1024
     assert peak_mb < 120  # the 100,000 rows are ~10 MB of CSV; they are never all in memory
+
+
+def test_demo_runs_end_to_end_and_stops_what_it_started(redis_url: str, tmp_path: Path) -> None:
+    env = {**worker_env(Path("/nonexistent")), "BULKTAG_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bulktag.cli", "demo", "--resources", "600",
+         "--redis-url", redis_url],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "done, 600/600 done" in proc.stdout
+    (report,) = tmp_path.glob("demo-*.csv")
+    rows = list(csv.DictReader(report.open()))
+    assert len(rows) == 600 and {r["status"] for r in rows} == {"tagged", "not_found"}
+    left = subprocess.run(["pgrep", "-f", f"worker --redis-url {redis_url}"], capture_output=True)
+    assert left.stdout == b""  # the demo's workers are gone
