@@ -15,11 +15,18 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from bulktag import store
 from bulktag.errors import UserError
+from producer.campaign import Target
+from producer.submit import chunk_job, chunk_size_for
 from worker.control import paused_key
-from worker.outcomes import FINAL_STATUSES, Outcome, counts_key, outcomes_key
+from worker.outcomes import FINAL_STATUSES, Outcome, counts_key, forget, outcomes_key
+from worker.reconcile import jobs_key
 
 REPORT_COLUMNS = (
     "resource_id", "provider", "location", "resource_type", "status", "error_code",
@@ -168,3 +175,56 @@ def report_text(doc: dict[str, Any]) -> str:
             + "\n"
         )
     return buf.getvalue()
+
+
+def retry(conn: redis.Redis, campaign_id: str, statuses: frozenset[str]) -> tuple[int, int]:
+    """Enqueue again the resources whose outcome is one of ``statuses``; (resources, jobs).
+
+    Their outcomes are removed (with their counts) as the new chunks are enqueued; the tags
+    come from the campaign's own chunk jobs, which are kept as long as the campaign."""
+    record = _campaign(conn, campaign_id)
+    wanted: dict[tuple[int, str], Outcome] = {
+        (t, o.resource_id): o for t, o in outcomes(conn, campaign_id, statuses)
+    }
+    if not wanted:
+        return 0, 0
+    groups: dict[tuple[int, str, tuple[tuple[str, str], ...]], list[str]] = {}
+    for job_id in sorted(m.decode() for m in conn.smembers(jobs_key(campaign_id))):  # type: ignore[union-attr]
+        try:
+            job = Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
+        except NoSuchJobError:
+            continue
+        kw = job.kwargs
+        tags = tuple((k, v) for k, v in kw["tags"])
+        key = (kw.get("target_no", 0), json.dumps(kw["target"], sort_keys=True), tags)
+        for rid in kw["resource_ids"]:
+            if (key[0], rid) in wanted:
+                groups.setdefault(key, []).append(rid)
+    found = sum(len(ids) for ids in groups.values())
+    if found < len(wanted):
+        raise UserError(
+            f"{len(wanted) - found} of the resources to retry belong to chunk jobs that no "
+            "longer exist (past their retention); submit them as a new campaign"
+        )
+    stamp = int(time.time())
+    jobs = 0
+    for n, ((target_no, target_json, tags), ids) in enumerate(sorted(groups.items())):
+        target = Target.from_json(json.loads(target_json))
+        size = chunk_size_for(target, None)
+        for i in range(0, len(ids), size):
+            part = list(dict.fromkeys(ids[i : i + size]))
+            data = chunk_job(
+                campaign_id, target_no, target, tags, part,
+                f"bulktag-{campaign_id}-retry{stamp}-{n}-{i // size}", "retry",
+            )  # fmt: skip
+            forget(conn, campaign_id, target_no, [wanted[(target_no, rid)] for rid in part])
+            pipe = conn.pipeline()
+            Queue(target.queue_name, connection=conn, serializer=JSONSerializer).enqueue_many(
+                [data], pipeline=pipe
+            )
+            pipe.sadd(jobs_key(campaign_id), data.job_id)
+            pipe.execute()
+            jobs += 1
+    if record.state == store.DONE:
+        conn.hset(store.campaign_key(campaign_id), mapping={"state": store.QUEUED})
+    return found, jobs

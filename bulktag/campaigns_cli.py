@@ -66,6 +66,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(run=run_report)
 
     p = commands.add_parser(
+        "retry",
+        help="enqueue again the resources that ended failed (or other statuses)",
+        description="Enqueue again the resources whose outcome has one of the given statuses "
+        "(default: failed). not_found is retried only when asked: --status not_found.",
+    )
+    p.add_argument("campaign_id", metavar="ID")
+    p.add_argument("--status", default="failed", help="comma-separated (default: failed)")
+    redis_option(p)
+    p.set_defaults(run=run_retry)
+
+    p = commands.add_parser(
         "wait",
         help="wait until a campaign ends; the exit status says how it went",
         description="Wait until the campaign ends. Exit status: 0 every resource tagged or "
@@ -126,16 +137,25 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _statuses(text: str) -> frozenset[str]:
+    statuses = frozenset(s.strip() for s in text.split(","))
+    unknown = statuses - set(FINAL_STATUSES)
+    if unknown:
+        raise UserError(
+            f"unknown status {', '.join(sorted(unknown))}; use {', '.join(FINAL_STATUSES)}"
+        )
+    return statuses
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    resources, jobs = campaigns.retry(_conn(args), args.campaign_id, _statuses(args.status))
+    print(f"{args.campaign_id}: {resources:,} resources enqueued again in {jobs} jobs")
+    return 0
+
+
 def run_report(args: argparse.Namespace) -> int:
     conn = _conn(args)
-    statuses = None
-    if args.status:
-        statuses = frozenset(s.strip() for s in args.status.split(","))
-        unknown = statuses - set(FINAL_STATUSES)
-        if unknown:
-            raise UserError(
-                f"unknown status {', '.join(sorted(unknown))}; use {', '.join(FINAL_STATUSES)}"
-            )
+    statuses = _statuses(args.status) if args.status else None
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             rows = campaigns.write_report(conn, args.campaign_id, out, args.format, statuses)

@@ -41,7 +41,8 @@ TAG_JOB = "worker.jobs.tag_chunk"
 # performance.md §3.2; about 0.1-0.2 s), so longer chunks use a limit better: 50 calls (2.5 s
 # at 20/s) measured 0.83 -> see docs/benchmarks.md. Shorter chunks re-run less after a crash.
 CALLS_PER_JOB = 50
-RESULT_TTL = 24 * 3600
+# Finished chunks are kept as long as a campaign is (they hold the tags `bulktag retry` reuses).
+RESULT_TTL = 30 * 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
 ENQUEUE_BATCH = 50
 JOB_RETRIES = 3
@@ -254,6 +255,39 @@ def job_id(campaign_id: str, group: Group, chunk_no: int) -> str:
     return f"bulktag-{campaign_id}-{group.key}-{chunk_no:06d}"
 
 
+def chunk_job(
+    campaign_id: str,
+    target_no: int,
+    target: Target,
+    tags: tuple[tuple[str, str], ...],
+    ids: list[str],
+    job_id: str,
+    label: str,
+) -> Any:
+    """The RQ job data of one chunk (``Queue.prepare_data``), for ``enqueue_many``."""
+    rules = PROVIDERS[target.provider]
+    calls = math.ceil(len(ids) / rules.max_resources_per_call)
+    return Queue.prepare_data(
+        TAG_JOB,
+        kwargs={
+            "campaign_id": campaign_id,
+            "target_no": target_no,
+            "target": target.to_json(),
+            "tags": [list(t) for t in tags],
+            "resource_ids": ids,
+        },
+        job_id=job_id,
+        # Short on purpose: RQ's default description repeats every argument.
+        description=f"{campaign_id} {target.provider}:{target.location} {label}",
+        timeout=job_timeout(calls, rules.default_rate_per_second),
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        # A chunk whose worker died is re-run (outcomes already recorded are skipped, so
+        # nothing is counted twice).
+        retry=Retry(max=JOB_RETRIES),
+    )
+
+
 def _enqueue(
     connection: redis.Redis,
     campaign_id: str,
@@ -294,30 +328,13 @@ def _enqueue(
             flush()
             pending_queue = queue
         size = chunk_size_for(target, options.chunk_size)
-        rate = PROVIDERS[target.provider].default_rate_per_second
         for chunk_no, ids in enumerate(spool.ids(group, size)):
-            calls = math.ceil(len(ids) / PROVIDERS[target.provider].max_resources_per_call)
             pending.append(
-                Queue.prepare_data(
-                    TAG_JOB,
-                    kwargs={
-                        "campaign_id": campaign_id,
-                        "target_no": target_numbers[target],
-                        "target": target.to_json(),
-                        "tags": [list(t) for t in group.tags],
-                        "resource_ids": ids,
-                    },
-                    job_id=job_id(campaign_id, group, chunk_no),
-                    # Short on purpose: RQ's default description repeats every argument.
-                    description=f"{campaign_id} {target.provider}:{target.location} #{chunk_no}",
-                    timeout=job_timeout(calls, rate),
-                    result_ttl=RESULT_TTL,
-                    failure_ttl=FAILURE_TTL,
-                    # A chunk whose worker died is re-run (outcomes already recorded are
-                    # skipped, so nothing is counted twice).
-                    retry=Retry(max=JOB_RETRIES),
+                chunk_job(
+                    campaign_id, target_numbers[target], target, group.tags, ids,
+                    job_id(campaign_id, group, chunk_no), f"#{chunk_no}",
                 )
-            )
+            )  # fmt: skip
             done += 1
             if len(pending) >= ENQUEUE_BATCH:
                 flush()

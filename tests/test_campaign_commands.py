@@ -191,3 +191,62 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(redis_url: str, tmp_path
     assert len(rows) == 600 and {r["status"] for r in rows} == {"tagged", "not_found"}
     left = subprocess.run(["pgrep", "-f", f"worker --redis-url {redis_url}"], capture_output=True)
     assert left.stdout == b""  # the demo's workers are gone
+
+
+def test_retry_enqueues_only_the_failed_and_they_end_tagged(redis_url: str, tmp_path: Path) -> None:
+    from tests.worker_harness import assert_counters_equal_records, outcomes
+
+    conn = redis.Redis.from_url(redis_url)
+    inv = Inventory.generated(GenerateSpec("aliyun", REGION, "key", 300))
+    ids = [aliyun_key_id(REGION, n) for n in range(303)]  # 3 missing
+    with emulator(inv) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        submit_ids(conn, "rt", ALI, ids)
+        emu.call(lambda: emu.emulator.config.apply({"faults": {"503": 1.0}}))
+        os.environ["BULKTAG_RETRY_ATTEMPTS"] = "1"
+        try:
+            run_workers(redis_url, creds)
+        finally:
+            del os.environ["BULKTAG_RETRY_ATTEMPTS"]
+        assert {o.status for o in outcomes(conn, "rt").values()} == {"failed"}
+        emu.call(lambda: emu.emulator.config.apply({"faults": {}}))
+        code, out = cli("retry", "rt", redis_url=redis_url)
+        assert code == 0 and "303 resources enqueued again" in out
+        assert_counters_equal_records(conn, "rt")
+        run_workers(redis_url, creds)
+    found = outcomes(conn, "rt")
+    assert sum(o.status == "tagged" for o in found.values()) == 300
+    assert sum(o.status == "not_found" for o in found.values()) == 3
+    assert_counters_equal_records(conn, "rt")
+    assert main(["wait", "rt", "--redis-url", redis_url]) == campaigns.WAIT_OK
+    code, out = cli("retry", "rt", redis_url=redis_url)  # nothing failed any more
+    assert code == 0 and "0 resources" in out
+
+
+def test_cancel_in_mid_run_accounts_for_every_resource(redis_url: str, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from bulktag import control
+    from tests.worker_harness import assert_counters_equal_records, counts, outcomes, start_worker
+
+    conn = redis.Redis.from_url(redis_url)
+    inv = Inventory.generated(GenerateSpec("aliyun", REGION, "key", 2000))
+    with emulator(inv) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        submit_ids(conn, "cm", ALI, [aliyun_key_id(REGION, n) for n in range(2000)], chunk_size=250)
+        conn.hset("bulktag:limits", f"aliyun:{REGION}", 5)
+        worker = start_worker(redis_url, creds, burst=False)
+        deadline = time.monotonic() + 60
+        while counts(conn, "cm").get("done", 0) < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        control.cancel(conn, "cm")
+        assert main(["wait", "cm", "--redis-url", redis_url]) == campaigns.WAIT_CANCELLED
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    found = outcomes(conn, "cm")
+    assert len(found) == 2000
+    statuses = {o.status for o in found.values()}
+    assert statuses == {"tagged", "cancelled"}
+    assert_counters_equal_records(conn, "cm")

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import redis
 import redis.asyncio as aioredis
 
 from bulktag.store import campaign_key
@@ -50,6 +51,40 @@ if recorded > 0 then
 end
 return recorded
 """
+
+
+# Undo outcomes (for a retry), with their counters, only if each still has the status the
+# caller saw: counters stay equal to the records.
+_FORGET = """
+local outcomes, counts = KEYS[1], KEYS[2]
+local t = ARGV[1]
+local forgotten = 0
+for i = 2, #ARGV, 3 do
+  local rid, status, code = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local field = t .. '|' .. rid
+  local payload = redis.call('HGET', outcomes, field)
+  if payload and cjson.decode(payload)[1] == status then
+    redis.call('HDEL', outcomes, field)
+    redis.call('HINCRBY', counts, t .. ':' .. status, -1)
+    redis.call('HINCRBY', counts, 'all:' .. status, -1)
+    if code ~= '' then
+      redis.call('HINCRBY', counts, t .. ':code:' .. code, -1)
+    end
+    redis.call('HINCRBY', counts, 'done', -1)
+    forgotten = forgotten + 1
+  end
+end
+return forgotten
+"""
+
+
+def forget(conn: redis.Redis, campaign_id: str, target_no: int, items: list[Outcome]) -> int:
+    """Remove these outcomes and their counts (they will be done again)."""
+    args: list[str | int] = [target_no]
+    for o in items:
+        args += [o.resource_id, o.status, o.code or ""]
+    script = conn.register_script(_FORGET)
+    return int(script(keys=[outcomes_key(campaign_id), counts_key(campaign_id)], args=args))
 
 
 def outcomes_key(campaign_id: str) -> str:
