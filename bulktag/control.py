@@ -18,6 +18,7 @@ from rq.serializers import JSONSerializer
 
 from bulktag import store
 from bulktag.errors import UserError
+from bulktag.notify import emit
 from worker.control import parked_key, paused_key
 
 
@@ -36,6 +37,7 @@ def pause(conn: redis.Redis, campaign_id: str) -> str:
         store.campaign_key(campaign_id),
         mapping={"state": store.PAUSED, "paused_at": time.time()},
     )
+    emit(conn, campaign_id, "paused", reason="operator")
     return "paused: workers stop starting calls for it; `bulktag resume` continues"
 
 
@@ -49,6 +51,7 @@ def resume(conn: redis.Redis, campaign_id: str) -> str:
     if record.state == store.PAUSED:
         conn.hset(key, mapping={"state": store.QUEUED, "resumed_at": time.time()})
     conn.delete(paused_key(campaign_id))
+    emit(conn, campaign_id, "resumed")
     return f"resumed; {release_parked(conn, campaign_id)} parked jobs enqueued again"
 
 
@@ -60,6 +63,7 @@ def cancel(conn: redis.Redis, campaign_id: str) -> str:
         store.campaign_key(campaign_id),
         mapping={"state": store.CANCELLED, "cancelled_at": time.time()},
     )
+    emit(conn, campaign_id, "cancelled")
     # Parked jobs run too: they record "cancelled" for their resources without any call.
     released = release_parked(conn, campaign_id)
     return f"cancelled; remaining resources will be recorded as cancelled ({released} parked)"

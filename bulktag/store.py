@@ -104,6 +104,9 @@ def mark_queued(conn: redis.Redis, campaign_id: str) -> None:
     key = campaign_key(campaign_id)
     if conn.hget(key, "state") == SUBMITTING.encode():
         conn.hset(key, mapping={"state": QUEUED, "updated_at": time.time()})
+        from bulktag.notify import emit
+
+        emit(conn, campaign_id, "queued")
         # Workers may have finished every resource while jobs were still being enqueued.
         finish_if_complete(conn, campaign_id)
 
@@ -116,6 +119,11 @@ def finish_if_complete(conn: redis.Redis, campaign_id: str) -> bool:
     if resources is None or done is None or int(done) < int(resources):
         return False
     # A cancelled campaign stays cancelled; one still submitting is finished by mark_queued.
-    if state not in (DONE.encode(), CANCELLED.encode(), SUBMITTING.encode()):
+    if state == SUBMITTING.encode():
+        return True
+    if state != CANCELLED.encode() and state != DONE.encode():
         conn.hset(key, mapping={"state": DONE, "finished_at": time.time()})
+    from bulktag.notify import campaign_ended
+
+    campaign_ended(conn, campaign_id, CANCELLED if state == CANCELLED.encode() else DONE)
     return True

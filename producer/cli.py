@@ -77,6 +77,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true",
         help="validate and print the plan (resources, groups, calls, duration); write nothing",
     )  # fmt: skip
+    parser.add_argument(
+        "--webhook", metavar="URL",
+        help="POST a JSON summary of the campaign here when it ends (retried)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--redis-url", help="Redis URL (default: $BULKTAG_REDIS_URL or local)")
 
@@ -135,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             campaign_id=args.campaign_id or file_id,
             chunk_size=args.chunk_size,
             dry_run=args.dry_run,
-            options=options,
+            options={**options, **({"webhook": args.webhook} if args.webhook else {})},
             on_read=on_read,
             on_enqueued=on_enqueued,
         )

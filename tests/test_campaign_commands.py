@@ -250,3 +250,48 @@ def test_cancel_in_mid_run_accounts_for_every_resource(redis_url: str, tmp_path:
     statuses = {o.status for o in found.values()}
     assert statuses == {"tagged", "cancelled"}
     assert_counters_equal_records(conn, "cm")
+
+
+def test_state_changes_are_events_and_the_webhook_gets_the_summary(
+    redis_url: str, tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+    received: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn = redis.Redis.from_url(redis_url)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(aliyun_key_id(REGION, n) for n in range(60)) + "\n")
+    inv = Inventory.generated(GenerateSpec("aliyun", REGION, "key", 50))
+    try:
+        with emulator(inv) as emu:
+            creds = credentials_file(tmp_path / "c.toml", emu.url)
+            assert main(["submit", "--provider", "aliyun", "--region", REGION, "--profile", "emu",
+                         "--ids", str(ids_file), "--tag", "env=prod", "--id", "hook",
+                         "--webhook", f"http://127.0.0.1:{server.server_port}/done",
+                         "--redis-url", redis_url]) == 0  # fmt: skip
+            run_workers(redis_url, creds)
+    finally:
+        server.shutdown()
+    events = [
+        {k.decode(): v.decode() for k, v in fields.items()}
+        for _, fields in conn.xrange("bulktag:events")  # type: ignore[union-attr]
+    ]
+    assert [e["event"] for e in events if e["campaign"] == "hook"] == ["queued", "ended"]
+    (summary,) = received
+    assert summary["campaign_id"] == "hook" and summary["state"] == "done"
+    assert summary["by_status"] == {  # type: ignore[comparison-overlap]
+        "tagged": 50, "not_found": 10, "invalid": 0, "failed": 0, "cancelled": 0,
+    }  # fmt: skip

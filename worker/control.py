@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from bulktag.store import campaign_key
+from bulktag.store import PREFIX, campaign_key
 
 POLL_S = 0.5
 CANCELLED = "cancelled"
@@ -74,5 +74,11 @@ class Controls:
     async def pause_target(self, reason: str, code: str | None) -> None:
         """Pause this target for everyone (first writer wins: its reason is kept)."""
         record = json.dumps({"reason": reason, "code": code, "at": time.time()})
-        await self._conn.hsetnx(paused_key(self._campaign), str(self._target_no), record)
+        if await self._conn.hsetnx(paused_key(self._campaign), str(self._target_no), record):
+            await self._conn.xadd(
+                f"{PREFIX}:events",
+                {"campaign": self._campaign, "event": "target_paused",
+                 "target": str(self._target_no), "reason": reason, "at": f"{time.time():.3f}"},
+                maxlen=100_000, approximate=True,
+            )  # fmt: skip
         self._verdict = Verdict(paused=reason)

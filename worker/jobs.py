@@ -14,6 +14,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from bulktag import store
+from bulktag.notify import WEBHOOK_QUEUE
 from producer.campaign import Target
 from producer.submit import JOB_RETRIES, TAG_JOB
 from providers.http import new_session
@@ -121,7 +122,7 @@ def claim_queue(job: Job) -> bool:
     others = [
         q.name
         for q in Queue.all(connection=conn)
-        if q.name.startswith("bulktag.") and q.name != job.origin
+        if q.name.startswith("bulktag.") and q.name not in (job.origin, WEBHOOK_QUEUE)
     ]
     pipe = conn.pipeline(transaction=False)
     for name in others:
