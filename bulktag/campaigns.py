@@ -228,3 +228,35 @@ def retry(conn: redis.Redis, campaign_id: str, statuses: frozenset[str]) -> tupl
     if record.state == store.DONE:
         conn.hset(store.campaign_key(campaign_id), mapping={"state": store.QUEUED})
     return found, jobs
+
+
+def purge(conn: redis.Redis, campaign_id: str, force: bool = False) -> int:
+    """Delete a campaign: its record, outcomes, counters and its RQ jobs. Returns jobs deleted."""
+    doc = status(conn, campaign_id)
+    if doc["state"] not in (store.DONE, store.CANCELLED) and not force:
+        raise UserError(
+            f"campaign {campaign_id!r} is {doc['state']}; cancel it first, or use --force"
+        )
+    job_ids = [m.decode() for m in conn.smembers(jobs_key(campaign_id))]  # type: ignore[union-attr]
+    for job_id in job_ids:
+        try:
+            Job.fetch(job_id, connection=conn, serializer=JSONSerializer).delete()
+        except NoSuchJobError:
+            continue
+    key = store.campaign_key(campaign_id)
+    suffixes = ("", ":outcomes", ":counts", ":paused", ":parked", ":jobs")
+    conn.delete(*(key + s for s in suffixes))
+    conn.zrem(store.CAMPAIGNS, campaign_id)
+    return len(job_ids)
+
+
+def expired(conn: redis.Redis, older_than_s: float) -> list[str]:
+    """Finished (done or cancelled) campaigns created more than ``older_than_s`` ago."""
+    cutoff = time.time() - older_than_s
+    raw: list[bytes] = conn.zrangebyscore(store.CAMPAIGNS, 0, cutoff)  # type: ignore[assignment]
+    found = []
+    for cid in (r.decode() for r in raw):
+        state = conn.hget(store.campaign_key(cid), "state")
+        if state in (store.DONE.encode(), store.CANCELLED.encode()):
+            found.append(cid)
+    return found

@@ -77,6 +77,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(run=run_retry)
 
     p = commands.add_parser(
+        "purge",
+        help="delete finished campaigns: records, outcomes and their RQ jobs",
+        description="Delete a finished campaign, or with --older-than every finished "
+        "campaign created before then (run it from cron as the retention policy).",
+    )
+    p.add_argument("campaign_id", metavar="ID", nargs="?")
+    p.add_argument("--older-than", metavar="DAYS", type=float,
+                   help="purge every done or cancelled campaign older than this")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="purge even if not finished")
+    redis_option(p)
+    p.set_defaults(run=run_purge)
+
+    p = commands.add_parser(
         "wait",
         help="wait until a campaign ends; the exit status says how it went",
         description="Wait until the campaign ends. Exit status: 0 every resource tagged or "
@@ -162,6 +175,19 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"{rows:,} rows written to {args.output}", file=sys.stderr)
     else:
         campaigns.write_report(conn, args.campaign_id, sys.stdout, args.format, statuses)
+    return 0
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    if (args.campaign_id is None) == (args.older_than is None):
+        raise UserError("give a campaign ID or --older-than DAYS (one of them)")
+    conn = _conn(args)
+    targets = (
+        [args.campaign_id] if args.campaign_id else campaigns.expired(conn, args.older_than * 86400)
+    )
+    for campaign_id in targets:
+        jobs = campaigns.purge(conn, campaign_id, args.force)
+        print(f"{campaign_id}: purged ({jobs} jobs)")
     return 0
 
 

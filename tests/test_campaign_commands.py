@@ -295,3 +295,17 @@ def test_state_changes_are_events_and_the_webhook_gets_the_summary(
     assert summary["by_status"] == {  # type: ignore[comparison-overlap]
         "tagged": 50, "not_found": 10, "invalid": 0, "failed": 0, "cancelled": 0,
     }  # fmt: skip
+
+
+def test_purge_removes_a_finished_campaign_and_refuses_a_running_one(
+    finished: redis.Redis, redis_url: str
+) -> None:
+    code, out = cli("purge", "mix", redis_url=redis_url)
+    assert code == 2 and "is paused" in out
+    code, out = cli("purge", "--older-than", "0", redis_url=redis_url)
+    assert code == 0 and "mix" not in out  # only finished campaigns expire
+    code, out = cli("purge", "mix", "--force", redis_url=redis_url)
+    assert code == 0 and "purged" in out
+    leftovers = [k for k in finished.keys("*") if b"mix" in k]
+    assert leftovers == []
+    assert campaigns.campaign_ids(finished) == []
