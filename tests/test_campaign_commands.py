@@ -221,6 +221,8 @@ def test_retry_enqueues_only_the_failed_and_they_end_tagged(redis_url: str, tmp_
     assert main(["wait", "rt", "--redis-url", redis_url]) == campaigns.WAIT_OK
     code, out = cli("retry", "rt", redis_url=redis_url)  # nothing failed any more
     assert code == 0 and "0 resources" in out
+    code, out = cli("status", "rt", "--watch", redis_url=redis_url)  # ends: nothing pending
+    assert code == 0 and "303/303 done" in out
 
 
 def test_cancel_in_mid_run_accounts_for_every_resource(redis_url: str, tmp_path: Path) -> None:
@@ -309,3 +311,18 @@ def test_purge_removes_a_finished_campaign_and_refuses_a_running_one(
     leftovers = [k for k in finished.keys("*") if b"mix" in k]
     assert leftovers == []
     assert campaigns.campaign_ids(finished) == []
+
+
+def test_pause_resume_cancel_commands_change_the_state(redis_url: str) -> None:
+    conn = redis.Redis.from_url(redis_url)
+    submit_ids(conn, "ctl", ALI, [aliyun_key_id(REGION, n) for n in range(10)])
+    assert cli("pause", "ctl", redis_url=redis_url)[0] == 0
+    assert campaigns.status(conn, "ctl")["state"] == "paused"
+    assert cli("resume", "ctl", redis_url=redis_url)[0] == 0
+    assert campaigns.status(conn, "ctl")["state"] == "queued"
+    assert cli("cancel", "ctl", redis_url=redis_url)[0] == 0
+    assert campaigns.status(conn, "ctl")["state"] == "cancelled"
+    code, out = cli("resume", "ctl", redis_url=redis_url)
+    assert code == 2 and "cancelled; it cannot be resumed" in out
+    code, out = cli("pause", "nope", redis_url=redis_url)
+    assert code == 2 and "no campaign 'nope'" in out
