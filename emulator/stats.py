@@ -7,6 +7,7 @@ Outcome is ``ok``, the error code answered (``InvalidResourceId.NotFound``, ``KM
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,9 @@ def _now_iso() -> str:
 class Stats:
     def __init__(self) -> None:
         self.calls: Counter[tuple[str, str, str, str]] = Counter()
+        # (provider, location) -> [first, last] answer time (epoch seconds): benchmarks
+        # measure each region's achieved rate over the time it was actually called.
+        self.window: dict[tuple[str, str], list[float]] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self.since = _now_iso()
@@ -34,6 +38,12 @@ class Stats:
     def leave(self, provider: str, location: str, action: str, outcome: str) -> None:
         self.in_flight -= 1
         self.calls[(provider, location, action, outcome)] += 1
+        now = time.time()
+        span = self.window.get((provider, location))
+        if span is None:
+            self.window[(provider, location)] = [now, now]
+        else:
+            span[1] = now
 
     def count(
         self,
@@ -54,6 +64,7 @@ class Stats:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.window.clear()
         self.max_in_flight = self.in_flight
         self.since = _now_iso()
 
@@ -92,6 +103,10 @@ class Stats:
                     "count": n,
                 }
                 for (p, loc, a, o), n in sorted(self.calls.items())
+            ],
+            "windows": [
+                {"provider": p, "location": loc, "first": first, "last": last}
+                for (p, loc), (first, last) in sorted(self.window.items())
             ],
         }
 
