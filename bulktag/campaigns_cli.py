@@ -108,13 +108,17 @@ def run_campaigns(args: argparse.Namespace) -> int:
         print(json.dumps(docs, indent=2))
         return 0
     table = Table(title="campaigns")
-    for column in ("id", "state", "done", "resources", "tagged", "not found", "failed"):
-        table.add_column(column, justify="left" if column in ("id", "state") else "right")
+    for column in ("id", "state", "done", "resources", "tagged", "not found", "failed", "why"):
+        table.add_column(
+            column, justify="right" if column not in ("id", "state", "why") else "left"
+        )
     for d in docs:
         s = d["by_status"]
+        why = "; ".join(f"{t['provider']}:{t['project'] or t['region']}: {t['paused']}"
+                        for t in d["targets"] if t["paused"])  # fmt: skip
         table.add_row(
             d["campaign_id"], d["state"], f"{d['done']:,}", f"{d['resources']:,}",
-            f"{s['tagged']:,}", f"{s['not_found']:,}", f"{s['failed'] + s['invalid']:,}",
+            f"{s['tagged']:,}", f"{s['not_found']:,}", f"{s['failed'] + s['invalid']:,}", why,
         )  # fmt: skip
     Console().print(table)
     return 0

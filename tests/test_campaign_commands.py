@@ -87,6 +87,8 @@ def test_campaigns_lists_every_campaign(finished: redis.Redis, redis_url: str) -
     code, out = cli("campaigns", "--json", redis_url=redis_url)
     assert code == 0
     assert [(d["campaign_id"], d["state"]) for d in json.loads(out)] == [("mix", "paused")]
+    code, out = cli("campaigns", redis_url=redis_url)
+    assert code == 0 and "authentication" in out  # why it is paused
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
