@@ -120,7 +120,10 @@ def run_campaigns(args: argparse.Namespace) -> int:
             d["campaign_id"], d["state"], f"{d['done']:,}", f"{d['resources']:,}",
             f"{s['tagged']:,}", f"{s['not_found']:,}", f"{s['failed'] + s['invalid']:,}", why,
         )  # fmt: skip
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: never wrap a reason across lines
+        console = Console(width=240)
+    console.print(table)
     return 0
 
 
