@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -218,7 +217,6 @@ def test_sigkill_mid_chunk_then_restart_loses_and_double_counts_nothing(
     assert len(found) == total and {o.status for o in found.values()} == {"tagged"}
     assert_counters_equal_records(conn, "kill")
     assert len(state["resources"]["aliyun"][REGION]["key"]) == total
-    assert subprocess.run(["true"]).returncode == 0
 
 
 def test_a_chunk_lost_between_pop_and_start_is_enqueued_again(
