@@ -7,12 +7,13 @@ the same function.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,52 +296,50 @@ def _enqueue(
     groups: list[Group],
     options: SubmitOptions,
 ) -> int:
+    """Enqueue every chunk, taking the groups in turn (a few chunks each), so that every
+    region has work from the first second instead of the last region waiting for the
+    others' chunks to be enqueued."""
     queues: dict[str, Queue] = {}
     enqueued = done = 0
-    pending: list[Any] = []
-    pending_queue: Queue | None = None
+    target_numbers = {plan.target: no for no, plan in enumerate(summarize(groups))}
 
-    def flush() -> None:
-        nonlocal enqueued, pending
-        if not pending or pending_queue is None:
-            return
+    def flush(queue: Queue, batch: list[Any]) -> None:
+        nonlocal enqueued
         check = connection.pipeline(transaction=False)
-        for data in pending:
+        for data in batch:
             check.exists(Job.key_for(data.job_id))
-        fresh = [d for d, exists in zip(pending, check.execute(), strict=True) if not exists]
+        fresh = [d for d, exists in zip(batch, check.execute(), strict=True) if not exists]
         if fresh:
             pipe = connection.pipeline()
-            pending_queue.enqueue_many(fresh, pipeline=pipe)
+            queue.enqueue_many(fresh, pipeline=pipe)
             # Every chunk's id, so that a reconciler can find one a killed worker lost.
             pipe.sadd(f"{store.campaign_key(campaign_id)}:jobs", *(d.job_id for d in fresh))
             pipe.execute()
         enqueued += len(fresh)
-        pending = []
 
-    target_numbers = {plan.target: no for no, plan in enumerate(summarize(groups))}
-    for group in groups:
+    def chunks(group: Group) -> Iterator[Any]:
         target = group.target
-        queue = queues.get(target.queue_name)
-        if queue is None:
-            queue = Queue(target.queue_name, connection=connection, serializer=JSONSerializer)
-            queues[target.queue_name] = queue
-        if queue is not pending_queue:
-            flush()
-            pending_queue = queue
         size = chunk_size_for(target, options.chunk_size)
         for chunk_no, ids in enumerate(spool.ids(group, size)):
-            pending.append(
-                chunk_job(
-                    campaign_id, target_numbers[target], target, group.tags, ids,
-                    job_id(campaign_id, group, chunk_no), f"#{chunk_no}",
-                )
+            yield chunk_job(
+                campaign_id, target_numbers[target], target, group.tags, ids,
+                job_id(campaign_id, group, chunk_no), f"#{chunk_no}",
             )  # fmt: skip
-            done += 1
-            if len(pending) >= ENQUEUE_BATCH:
-                flush()
-                if options.on_enqueued is not None:
-                    options.on_enqueued(done, enqueued)
-    flush()
-    if options.on_enqueued is not None:
-        options.on_enqueued(done, enqueued)
+
+    active = [(group, chunks(group)) for group in groups]
+    while active:
+        still = []
+        for group, source in active:
+            name = group.target.queue_name
+            queue = queues.get(name)
+            if queue is None:
+                queue = queues[name] = Queue(name, connection=connection, serializer=JSONSerializer)
+            batch = list(itertools.islice(source, ENQUEUE_BATCH))
+            if batch:
+                flush(queue, batch)
+                done += len(batch)
+                still.append((group, source))
+        active = still
+        if options.on_enqueued is not None:
+            options.on_enqueued(done, enqueued)
     return enqueued

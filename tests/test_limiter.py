@@ -22,7 +22,7 @@ from worker.limiter import LimitKey, SharedLimiter
 
 async def main(url, n, rate):
     conn = aioredis.Redis.from_url(url)
-    limiter = SharedLimiter(conn, LimitKey("aliyun", "default", "cn-hangzhou"), rate)
+    limiter = SharedLimiter(conn, LimitKey("aliyun", "default", "cn-hangzhou"), rate, burst=1)
     stamps = []
     async def one():
         await limiter.acquire()
@@ -65,6 +65,15 @@ def test_two_processes_share_one_rate(redis_url: str) -> None:
     assert span >= (2 * per_process - 1) / rate * 0.95
     assert max_in_window(stamps, 1.0) <= rate + 1
     assert max_in_window(stamps, 0.1) <= 5
+
+
+async def test_burst_lets_that_many_calls_go_at_once_then_paces(redis_url: str) -> None:
+    conn = aioredis.Redis.from_url(redis_url)
+    limiter = SharedLimiter(conn, KEY, 10.0, burst=4)
+    waits = [(await limiter._run("acquire")).wait_s for _ in range(6)]
+    assert waits[:4] == [0, 0, 0, 0]
+    assert 0.09 <= waits[4] <= 0.11 and 0.19 <= waits[5] <= 0.21
+    await conn.aclose()
 
 
 async def test_throttling_cuts_the_shared_rate_once_per_cooldown(redis_url: str) -> None:
