@@ -13,10 +13,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from providers.authorization import parse_hmac_authorization
 
 # UTC, used by the V2 `Timestamp` parameter (valid 31 min) and the V3 `x-acs-date` header
 # (valid 15 min). providers.md §1.4, §1.6.
@@ -26,8 +27,6 @@ _ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
 
 # hex(SHA-256(b"")): x-acs-content-sha256 of the SDK's empty-body POST / (providers.md §1.6).
 EMPTY_PAYLOAD_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def percent_encode(value: str) -> str:
@@ -126,27 +125,5 @@ def parse_acs3_authorization(value: str) -> Acs3Authorization | None:
     credential, non-empty header names and a 64-digit hex signature. ``signed_headers`` is kept
     in the order given.
     """
-    algorithm, sep, rest = value.strip().partition(" ")
-    if algorithm != _ACS3_ALGORITHM or not sep:
-        return None
-    fields: dict[str, str] = {}
-    for part in rest.split(","):
-        name, eq, field_value = part.strip().partition("=")
-        if not eq or name in fields:
-            return None
-        fields[name] = field_value
-    if fields.keys() != {"Credential", "SignedHeaders", "Signature"}:
-        return None
-    credential, header_list, signature = (
-        fields["Credential"],
-        fields["SignedHeaders"],
-        fields["Signature"],
-    )
-    if not credential or any(ch.isspace() for ch in credential):
-        return None
-    names = tuple(header_list.split(";"))
-    if not all(name and not any(ch.isspace() for ch in name) for name in names):
-        return None
-    if not _HEX64.fullmatch(signature):
-        return None
-    return Acs3Authorization(credential, names, signature)
+    parsed = parse_hmac_authorization(value, _ACS3_ALGORITHM, "Credential")
+    return Acs3Authorization(*parsed) if parsed else None

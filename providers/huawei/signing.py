@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
+
+from providers.authorization import parse_hmac_authorization
 
 # X-Sdk-Date: basic ISO 8601, UTC; > 15 min skew is rejected (providers.md §3.6).
 SDK_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -22,8 +23,6 @@ _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
 # The SDK signs this header's value instead of the body hash when present (it sets
 # "UNSIGNED-PAYLOAD" for non-JSON bodies): providers.md §3.6; SDK signer._process_hash_payload.
 _CONTENT_SHA256_HEADER = "x-sdk-content-sha256"
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_SEPARATOR = re.compile(r",\s*")
 
 
 def _encode(value: str) -> str:
@@ -113,27 +112,5 @@ def parse_authorization(value: str) -> HuaweiAuthorization | None:
     ``SignedHeaders`` and ``Signature``, non-empty values and a 64-digit hex signature.
     ``signed_headers`` is kept in the order given.
     """
-    algorithm, sep, rest = value.strip().partition(" ")
-    if algorithm != _ALGORITHM or not sep:
-        return None
-    fields: dict[str, str] = {}
-    for part in _SEPARATOR.split(rest.strip()):
-        name, eq, field_value = part.partition("=")
-        if not eq or name in fields:
-            return None
-        fields[name] = field_value
-    if fields.keys() != {"Access", "SignedHeaders", "Signature"}:
-        return None
-    access_key, header_list, signature = (
-        fields["Access"],
-        fields["SignedHeaders"],
-        fields["Signature"],
-    )
-    if not access_key or any(ch.isspace() for ch in access_key):
-        return None
-    names = tuple(header_list.split(";"))
-    if not all(name and not any(ch.isspace() for ch in name) for name in names):
-        return None
-    if not _HEX64.fullmatch(signature):
-        return None
-    return HuaweiAuthorization(access_key, names, signature)
+    parsed = parse_hmac_authorization(value, _ALGORITHM, "Access")
+    return HuaweiAuthorization(*parsed) if parsed else None
