@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from bulktag.embedded_redis import EmbeddedRedis
 from emulator.ids import aliyun_key_id
 from producer.campaign import IdBlock, TargetFields
 from producer.submit import SubmitOptions, submit
+from worker.cli import spawn
 from worker.limiter import set_limit
 from worker.outcomes import counts_key
 
@@ -82,49 +82,15 @@ class Stack:
 
     def start_workers(self, processes: int) -> list[subprocess.Popen[bytes]]:
         """Long-running workers, as in production: they wait for campaigns."""
-        env = {**os.environ, "BULKTAG_CREDENTIALS_FILE": str(self.creds)}
-        workers = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bulktag.cli",
-                    "--log-level",
-                    "WARNING",
-                    "worker",
-                    "--redis-url",
-                    self.url,
-                ],
-                env=env,
-            )
-            for _ in range(processes)
-        ]
+        workers = spawn(self.url, processes, str(self.creds))
         conn = redis.Redis.from_url(self.url)
         while len(conn.keys("rq:worker:*")) < processes:
             time.sleep(0.1)
         return workers
 
     def run_workers(self, processes: int) -> float:
-        env = {**os.environ, "BULKTAG_CREDENTIALS_FILE": str(self.creds)}
         started = time.perf_counter()
-        workers = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bulktag.cli",
-                    "--log-level",
-                    "WARNING",
-                    "worker",
-                    "--burst",
-                    "--redis-url",
-                    self.url,
-                ],
-                env=env,
-            )
-            for _ in range(processes)
-        ]
-        for w in workers:
+        for w in spawn(self.url, processes, str(self.creds), burst=True):
             w.wait()
         return time.perf_counter() - started
 

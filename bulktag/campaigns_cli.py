@@ -13,19 +13,13 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from bulktag import campaigns
-from bulktag.connections import resolve_redis_url
+from bulktag.connections import connect_for
 from bulktag.errors import UserError
 from worker.outcomes import FINAL_STATUSES
 
 
 def _conn(args: argparse.Namespace) -> redis.Redis:
-    url = resolve_redis_url(args.redis_url).url
-    conn = redis.Redis.from_url(url)
-    try:
-        conn.ping()
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis at {url}: {exc}") from None
-    return conn
+    return connect_for(args.redis_url)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import redis
 
 from bulktag import __version__, campaigns_cli, control, demo, logs
-from bulktag.connections import resolve_redis_url
+from bulktag.connections import connect_for
 from bulktag.errors import UserError
 from emulator import cli as emulator_cli
 from producer import cli as producer_cli
@@ -123,12 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _control_runner(action: Callable[[redis.Redis, str], str]) -> Runner:
     def run(args: argparse.Namespace) -> int:
-        url = resolve_redis_url(args.redis_url).url
-        conn = redis.Redis.from_url(url)
-        try:
-            print(f"{args.campaign_id}: {action(conn, args.campaign_id)}")
-        except redis.RedisError as exc:
-            raise UserError(f"cannot reach Redis at {url}: {exc}") from None
+        conn = connect_for(args.redis_url)
+        print(f"{args.campaign_id}: {action(conn, args.campaign_id)}")
         return 0
 
     return run

@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from bulktag.embedded_redis import EmbeddedRedis
+from bulktag.errors import UserError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -54,6 +55,22 @@ def answers(url: str, timeout: float = 0.5) -> bool:
         return False
     finally:
         client.close()
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for ``url`` that answered a PING; a user error naming the URL otherwise."""
+    conn = redis.Redis.from_url(url)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        conn.close()
+        raise UserError(f"cannot reach Redis at {url}: {exc}") from None
+    return conn
+
+
+def connect_for(explicit: str | None) -> redis.Redis:
+    """``connect`` to ``--redis-url``, else ``BULKTAG_REDIS_URL``, else the default."""
+    return connect(resolve_redis_url(explicit).url)
 
 
 @contextmanager

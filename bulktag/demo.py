@@ -9,10 +9,8 @@ report file. Everything it started is stopped at the end or on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from bulktag import campaigns
-from bulktag.connections import data_dir, redis_for_command
-from bulktag.errors import UserError
+from bulktag.connections import connect, data_dir, redis_for_command
 from emulator.config import EmulatorConfig
 from emulator.ids import aliyun_key_id, huawei_key_id
 from emulator.inventory import GenerateSpec, Inventory
@@ -31,6 +28,7 @@ from emulator.server import ThreadedEmulatorServer
 from producer.campaign import IdBlock, TargetFields
 from producer.submit import SubmitOptions, new_campaign_id, submit
 from providers.catalog import PROVIDERS
+from worker.cli import spawn
 
 ALIYUN_REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing")
 HUAWEI_PROJECTS = ("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210")
@@ -83,11 +81,7 @@ def run(args: argparse.Namespace) -> int:
         ThreadedEmulatorServer(EmulatorConfig(rate_limits=limits), inventory) as emulator,
         tempfile.TemporaryDirectory(prefix="bulktag-demo-") as tmp,
     ):
-        conn = redis.Redis.from_url(target.url)
-        try:
-            conn.ping()
-        except redis.RedisError as exc:
-            raise UserError(f"cannot reach Redis at {target.url}: {exc}") from None
+        conn = connect(target.url)
         where = "embedded Redis" if target.embedded else target.url
         console.print(f"[bold]bulktag demo[/]: Redis {where}; emulator {emulator.url}")
         creds = Path(tmp) / "credentials.toml"
@@ -96,24 +90,8 @@ def run(args: argparse.Namespace) -> int:
             f'endpoint = "{emulator.url}"\n'
             f'[profile.demo.huawei]\nak = "testak"\nsk = "testsk"\nendpoint = "{emulator.url}"\n'
         )
-        env = {**os.environ, "BULKTAG_CREDENTIALS_FILE": str(creds)}
         try:
-            workers = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bulktag.cli",
-                        "--log-level",
-                        "WARNING",
-                        "worker",
-                        "--redis-url",
-                        target.url,
-                    ],
-                    env=env,
-                )
-                for _ in range(args.workers)
-            ]
+            workers = spawn(target.url, args.workers, str(creds))
             campaign_id = "demo-" + new_campaign_id()
             blocks = [
                 IdBlock(

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bulktag.connections import resolve_redis_url
+from bulktag.connections import connect_for, resolve_redis_url
 from bulktag.errors import UserError
 from producer.campaign import Target, TargetFields
 from producer.inputs import (
@@ -143,14 +143,7 @@ def run(args: argparse.Namespace) -> int:
             on_read=on_read,
             on_enqueued=on_enqueued,
         )
-        connection = None
-        if not args.dry_run:
-            target = resolve_redis_url(args.redis_url)
-            connection = redis.Redis.from_url(target.url)
-            try:
-                connection.ping()
-            except redis.RedisError as exc:
-                raise UserError(f"cannot reach Redis at {target.url}: {exc}") from None
+        connection = None if args.dry_run else connect_for(args.redis_url)
         result = submit(items, submit_options, connection)
     _report(result, args.json, _configured_rates(args.redis_url))
     return 0

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
+import sys
 
-import redis
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
-from bulktag.connections import resolve_redis_url
+from bulktag.connections import connect, resolve_redis_url
 from bulktag.errors import UserError
 from worker.jobs import REDIS_URL_ENV
 from worker.reconcile import Reconciler
@@ -43,11 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise UserError(f"--processes must be at least 1, got {args.processes}")
     url = resolve_redis_url(args.redis_url).url
-    conn = redis.Redis.from_url(url)
-    try:
-        conn.ping()
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis at {url}: {exc}") from None
+    conn = connect(url)
     # Job code reads the URL from the environment; forked and pooled workers inherit it.
     os.environ[REDIS_URL_ENV] = url
     if args.queues:
@@ -72,3 +69,14 @@ def run(args: argparse.Namespace) -> int:
     )
     pool.start(burst=args.burst, logging_level=level)
     return 0
+
+
+def spawn(
+    redis_url: str, count: int, credentials_file: str, *, burst: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    """``count`` separate ``bulktag worker`` processes, for the demo and the benchmarks
+    (each its own process, as on separate machines)."""
+    env = {**os.environ, "BULKTAG_CREDENTIALS_FILE": credentials_file}
+    args = [sys.executable, "-m", "bulktag.cli", "--log-level", "WARNING", "worker",
+            "--redis-url", redis_url, *(["--burst"] if burst else [])]  # fmt: skip
+    return [subprocess.Popen(args, env=env) for _ in range(count)]

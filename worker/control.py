@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from bulktag.store import PREFIX, campaign_key
+from bulktag.notify import EVENTS, STREAM_MAXLEN
+from bulktag.store import campaign_key
 
 POLL_S = 0.5
 CANCELLED = "cancelled"
@@ -76,9 +77,9 @@ class Controls:
         record = json.dumps({"reason": reason, "code": code, "at": time.time()})
         if await self._conn.hsetnx(paused_key(self._campaign), str(self._target_no), record):
             await self._conn.xadd(
-                f"{PREFIX}:events",
+                EVENTS,
                 {"campaign": self._campaign, "event": "target_paused",
                  "target": str(self._target_no), "reason": reason, "at": f"{time.time():.3f}"},
-                maxlen=100_000, approximate=True,
+                maxlen=STREAM_MAXLEN, approximate=True,
             )  # fmt: skip
         self._verdict = Verdict(paused=reason)

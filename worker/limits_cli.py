@@ -9,7 +9,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bulktag.connections import resolve_redis_url
+from bulktag.connections import connect_for
 from bulktag.errors import UserError
 from bulktag.store import PREFIX
 from providers.catalog import PROVIDERS
@@ -41,11 +41,7 @@ def _where(text: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    conn = redis.Redis.from_url(resolve_redis_url(args.redis_url).url)
-    try:
-        conn.ping()
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis: {exc}") from None
+    conn = connect_for(args.redis_url)
     if args.action == "set":
         provider, location = _where(args.where)
         if not args.rate > 0:
