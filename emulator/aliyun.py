@@ -223,6 +223,7 @@ class AliyunApi:
             "ListKeys": self._list_keys,
             "ListSecrets": self._list_secrets,
             "ListTagResources": self._list_tag_resources,
+            "ListResourceTags": self._list_resource_tags,
         }
 
     def add_routes(self, app: web.Application) -> None:
@@ -435,6 +436,29 @@ class AliyunApi:
             position += 1
             inner = 0
         return _tag_page(rows, "")
+
+    def _list_resource_tags(self, call: Call, params: Mapping[str, str]) -> dict[str, Any]:
+        """One resource's tags: ``KeyId`` (providers.md §2.6: ``Tags.Tag[]{KeyId, TagKey,
+        TagValue}``) or ``SecretName`` (the same shape, named by ``SecretName``)."""
+        if params.get("KeyId"):
+            resource_type, name_field, rid = "key", "KeyId", params["KeyId"]
+            # KMS's code for a key that does not exist (DescribeKey and the key APIs).
+            missing = ApiError(
+                404, "Forbidden.KeyNotFound", f"The specified Key {rid} is not found."
+            )
+        elif params.get("SecretName"):
+            resource_type, name_field, rid = "secret", "SecretName", params["SecretName"]
+            missing = ApiError(404, RULES.not_found_code, _NOT_FOUND)
+        else:
+            raise ApiError(
+                400, "MissingParameter", "The input parameter KeyId that is mandatory is missing."
+            )
+        found = self._inventory.get("aliyun", call.location, resource_type)
+        slot = found.index_of(rid) if found is not None else None
+        if found is None or slot is None:
+            raise missing
+        rows = [{name_field: rid, "TagKey": k, "TagValue": v} for k, v in found.tag_items(slot)]
+        return {"Tags": {"Tag": rows}}
 
 
 def _reserved(key: str) -> bool:

@@ -252,6 +252,24 @@ class AliyunKmsClient:
         ]
         return result, rows, body.get("NextToken") or None
 
+    async def list_resource_tags(
+        self, *, key_id: str | None = None, secret_name: str | None = None
+    ) -> tuple[CallResult, list[Tag]]:
+        """One key's (``KeyId``) or secret's (``SecretName``) tags (providers.md §2.6)."""
+        if (key_id is None) == (secret_name is None):
+            raise ValueError("give exactly one of key_id and secret_name")
+        params = {"RegionId": self.region}
+        if key_id is not None:
+            params["KeyId"] = key_id
+        else:
+            assert secret_name is not None
+            params["SecretName"] = secret_name
+        result, body = await self.call("ListResourceTags", params)
+        if not result.ok or body is None:
+            return result, []
+        rows = body.get("Tags", {}).get("Tag", [])
+        return result, [(r["TagKey"], r.get("TagValue", "")) for r in rows]
+
 
 def _result(response: Response) -> CallResult:
     body = response.json() or {}

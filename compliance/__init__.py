@@ -1,0 +1,1 @@
+"""Scheduled compliance jobs: tag policies run on a schedule, with discovery and drift."""
