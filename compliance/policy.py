@@ -317,13 +317,15 @@ def _targets(
     for i, resource_type in enumerate(types):
         for problem in rules_of.check_resource_type(resource_type):
             raise PolicyError(f"{where}.resource_types[{i}]: {problem.message}")
-    # The values this policy would set must be ones the provider accepts.
-    fixes = [(r.key, r.fix_value) for r in rules if r.fix_value is not None]
-    for problem in rules_of.check_tags(fixes) if fixes else []:
-        raise PolicyError(f"{where}: required_tags: {problem.message} [{problem.code}]")
+    # The tags this policy would set must be ones this target's provider accepts.
+    file = where.partition(": ")[0]
     for rule in rules:
-        for problem in rules_of.check_tag_key(rule.key):
-            raise PolicyError(f"{where}: required_tags.{rule.key}: {problem.message}")
+        checked = rules_of.check_tags([(rule.key, rule.fix_value or "")])
+        for problem in checked:
+            raise PolicyError(
+                f"{file}: required_tags.{rule.key}: {problem.message} [{problem.code}] "
+                f"({where.partition(': ')[2]} is {rules_of.display_name})"
+            )
     ids = _ids(where, base, section)
     if ids is not None and len(types) != 1:
         raise PolicyError(f"{where}: an id list needs exactly one resource_type")
