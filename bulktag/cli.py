@@ -12,6 +12,7 @@ import redis
 from bulktag import __version__, campaigns_cli, control, demo, logs
 from bulktag.connections import connect_for
 from bulktag.errors import UserError
+from compliance import cli as compliance_cli
 from emulator import cli as emulator_cli
 from producer import cli as producer_cli
 from providers.credentials import CredentialsError
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     limits.set_defaults(run=limits_cli.run)
 
     campaigns_cli.add_commands(commands)
+    compliance_cli.add_commands(commands)
 
     demo_parser = commands.add_parser(
         "demo",
