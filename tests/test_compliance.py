@@ -9,6 +9,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
+import subprocess
+import sys
+import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +32,14 @@ from emulator.inventory import GenerateSpec, Inventory, aliyun_key_id, huawei_ke
 from providers.aliyun.client import AliyunKmsClient
 from providers.credentials import load_aliyun
 from providers.http import new_session
-from tests.worker_harness import PROJECT, credentials_file, emulator, outcomes, run_workers
+from tests.worker_harness import (
+    ALI_SECRET,
+    PROJECT,
+    credentials_file,
+    emulator,
+    outcomes,
+    run_workers,
+)
 from worker.limiter import set_limit
 
 REGION = "cn-hangzhou"
@@ -224,6 +236,10 @@ def test_discovery_pages_over_10000_keys_and_only_non_compliant_ones_are_tagged(
         assert second.record.campaign_id is None and second.record.drift == 0
         run_workers(redis_url, creds_env, log=tmp_path / "worker.log")
         assert calls(emu, "TagResources") == 2
+    # Policies, runs, findings and jobs name a profile; no secret is ever in Redis.
+    for key in redis_client.scan_iter(count=1000):
+        dumped = redis_client.dump(key)
+        assert dumped is not None and ALI_SECRET.encode() not in dumped
 
 
 def test_a_tag_removed_between_runs_is_drift_and_gets_fixed(
@@ -394,3 +410,67 @@ def test_list_resource_tags_answers_one_key_or_secret(tmp_path: Path) -> None:
     assert ok_key.ok and tags_key == [("env", "prod")]
     assert ok_secret.ok and tags_secret == [("owner", "a")]
     assert missing.outcome == "not_found" and missing.code == "Forbidden.KeyNotFound"
+
+
+# --- scheduling -------------------------------------------------------------------------
+
+
+def test_two_schedulers_make_exactly_one_json_job_and_one_run_per_tick(
+    tmp_path: Path,
+    redis_url: str,
+    redis_client: redis.Redis,
+    creds_env: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    inv = Inventory.generated(GenerateSpec("aliyun", REGION, "key", 20))
+    set_limit(redis_client, "aliyun", REGION, 2000)
+    # croniter's sixth field is seconds: a tick every 2 seconds.
+    path = write_policy(tmp_path / "nightly.yaml", **{'"0 2 * * *"': '"* * * * * */2"'})
+    assert main(["schedule", "add", str(path), "--redis-url", redis_url]) == 0
+    assert "scheduled nightly: * * * * * */2 (UTC)" in capsys.readouterr().out
+    log = tmp_path / "scheduler.log"
+    args = [sys.executable, "-m", "bulktag.cli", "scheduler", "--redis-url", redis_url]
+    with log.open("ab") as out:
+        schedulers = [subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+                      for _ in range(2)]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and redis_client.llen("rq:queue:bulktag.compliance") < 3:
+            time.sleep(0.2)
+    finally:
+        for proc in schedulers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in schedulers:
+            proc.wait(timeout=10)
+    queued = [j.decode() for j in redis_client.lrange("rq:queue:bulktag.compliance", 0, -1)]
+    claims = sorted(
+        k.decode().rsplit(":", 1)[1] for k in redis_client.keys("bulktag:compliance:tick:*")
+    )
+    assert len(queued) >= 3, log.read_text()[-3000:]
+    # Both schedulers were there at each tick: one enqueued, the other stepped aside.
+    assert log.read_text().count("tick taken by another scheduler") >= len(queued) - 1
+    # One job per tick, named by the tick, whatever the number of schedulers.
+    assert len(set(queued)) == len(queued)
+    assert sorted(queued) == [f"compliance-nightly-{stamp}" for stamp in claims]
+    # RQ's own record of what the cron job spawned holds the same jobs.
+    history = redis_client.zrange("rq:cron_job:bulktag-compliance:nightly:jobs", 0, -1)
+    assert sorted(h.decode() for h in history) == sorted(queued)
+    for job_id in queued:  # JSON, never pickle: the workers only take JSON
+        data = redis_client.hget(f"rq:job:{job_id}", "data")
+        assert data is not None
+        assert json.loads(zlib.decompress(data))[0] == "compliance.jobs.run_scheduled"
+
+    with emulator(inv) as emu:
+        credentials_file(creds_env, emu.url)
+        run_workers(redis_url, creds_env, log=tmp_path / "worker.log")
+    made = runs.run_ids(redis_client, "nightly")
+    assert made == [f"nightly-{stamp}" for stamp in claims]
+    assert all(r.state in ("done", "submitted") for r in runs.history(redis_client, "nightly"))
+
+    assert main(["schedule", "list", "--json", "--redis-url", redis_url]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["name"] == "nightly" and listed["last_run"] == made[-1]
+    assert main(["schedule", "remove", "nightly", "--redis-url", redis_url]) == 0
+    assert main(["schedule", "remove", "nightly", "--redis-url", redis_url]) == 2
+    assert runs.policies(redis_client) == []
+    assert runs.run_ids(redis_client, "nightly") == made  # the history stays
