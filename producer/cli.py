@@ -15,7 +15,7 @@ from rich.table import Table
 
 from bulktag.connections import connect_for, resolve_redis_url
 from bulktag.errors import UserError
-from producer.campaign import Target, TargetFields
+from producer.campaign import TargetFields
 from producer.inputs import (
     Item,
     load_campaign_file,
@@ -24,7 +24,7 @@ from producer.inputs import (
     read_source,
     with_default_tags,
 )
-from producer.submit import SubmitOptions, SubmitResult, submit
+from producer.submit import SubmitOptions, SubmitResult, rate_for, submit
 from providers.catalog import PROVIDERS
 from worker.limiter import configured_limits
 
@@ -160,11 +160,6 @@ def _configured_rates(redis_url: str | None) -> dict[str, float]:
         return {}
     finally:
         conn.close()
-
-
-def rate_for(target: Target, overrides: dict[str, float]) -> float:
-    default = PROVIDERS[target.provider].default_rate_per_second
-    return overrides.get(f"{target.provider}:{target.location}", default)
 
 
 def _report(result: SubmitResult, as_json: bool, rates: dict[str, float]) -> None:

@@ -13,7 +13,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from producer.plan import Group, Spool, TargetPlan, summarize
 from producer.validate import RowChecker, check_block
 from providers.batching import round_chunk_size
 from providers.catalog import PROVIDERS
+from worker.limiter import configured_limits
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ TAG_JOB = "worker.jobs.tag_chunk"
 # performance.md §3.2; about 0.1-0.2 s), so longer chunks use a limit better: 50 calls (2.5 s
 # at 20/s) measured 0.83 -> see docs/benchmarks.md. Shorter chunks re-run less after a crash.
 CALLS_PER_JOB = 50
+MAX_CALLS_PER_JOB = 400
+JOB_SECONDS = 2.5
 # Finished chunks are kept as long as a campaign is (they hold the tags `bulktag retry` reuses).
 RESULT_TTL = 30 * 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
@@ -89,14 +92,26 @@ def new_campaign_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def default_chunk_size(target: Target) -> int:
-    rules = PROVIDERS[target.provider]
-    return rules.max_resources_per_call * CALLS_PER_JOB
+def rate_for(target: Target, overrides: Mapping[str, float]) -> float:
+    """The calls/s a target's workers will keep to: the operator's override
+    (``bulktag limits set``) or the provider's published quota."""
+    default = PROVIDERS[target.provider].default_rate_per_second
+    return overrides.get(f"{target.provider}:{target.location}", default)
 
 
-def chunk_size_for(target: Target, requested: int | None) -> int:
+def calls_per_job(rate: float) -> int:
+    """A chunk should last a few seconds at its region's rate, so that RQ's own cost per job
+    (28 ms with the forking worker, docs/benchmarks.md) stays near 1 %: 50 calls at the
+    providers' published quotas, up to 400 where an operator allowed far more."""
+    return int(min(MAX_CALLS_PER_JOB, max(CALLS_PER_JOB, rate * JOB_SECONDS)))
+
+
+def chunk_size_for(target: Target, requested: int | None, rate: float | None = None) -> int:
     rules = PROVIDERS[target.provider]
-    return round_chunk_size(rules, requested or default_chunk_size(target))
+    if requested is None:
+        calls = calls_per_job(rate or rules.default_rate_per_second)
+        requested = rules.max_resources_per_call * calls
+    return round_chunk_size(rules, requested)
 
 
 def submit(
@@ -118,9 +133,11 @@ def submit(
         reader.read(items)
         groups = spool.groups()
         plans = summarize(groups)
+        rates = configured_limits(connection) if connection is not None else {}
         result = SubmitResult(
             campaign_id, spool.unique_resources(), spool.duplicates,
-            sum(_job_count(g, options.chunk_size) for g in groups), 0, plans, options.dry_run,
+            sum(_job_count(g, options.chunk_size, rates) for g in groups), 0, plans,
+            options.dry_run,
         )  # fmt: skip
         if options.dry_run:
             return result
@@ -231,8 +248,10 @@ class _Reader:
         return self._digest.hexdigest()
 
 
-def _job_count(group: Group, requested: int | None) -> int:
-    return math.ceil(group.size / chunk_size_for(group.target, requested))
+def _job_count(group: Group, requested: int | None, rates: Mapping[str, float]) -> int:
+    return math.ceil(
+        group.size / chunk_size_for(group.target, requested, rate_for(group.target, rates))
+    )
 
 
 def _target_json(plan: TargetPlan) -> dict[str, Any]:
@@ -264,6 +283,7 @@ def chunk_job(
     ids: list[str],
     job_id: str,
     label: str,
+    rate: float | None = None,
 ) -> Any:
     """The RQ job data of one chunk (``Queue.prepare_data``), for ``enqueue_many``."""
     rules = PROVIDERS[target.provider]
@@ -280,7 +300,7 @@ def chunk_job(
         job_id=job_id,
         # Short on purpose: RQ's default description repeats every argument.
         description=f"{campaign_id} {target.provider}:{target.location} {label}",
-        timeout=job_timeout(calls, rules.default_rate_per_second),
+        timeout=job_timeout(calls, rate or rules.default_rate_per_second),
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
         # A chunk whose worker died is re-run (outcomes already recorded are skipped, so
@@ -317,13 +337,16 @@ def _enqueue(
             pipe.execute()
         enqueued += len(fresh)
 
+    rates = configured_limits(connection)
+
     def chunks(group: Group) -> Iterator[Any]:
         target = group.target
-        size = chunk_size_for(target, options.chunk_size)
+        rate = rate_for(target, rates)
+        size = chunk_size_for(target, options.chunk_size, rate)
         for chunk_no, ids in enumerate(spool.ids(group, size)):
             yield chunk_job(
                 campaign_id, target_numbers[target], target, group.tags, ids,
-                job_id(campaign_id, group, chunk_no), f"#{chunk_no}",
+                job_id(campaign_id, group, chunk_no), f"#{chunk_no}", rate,
             )  # fmt: skip
 
     active = [(group, chunks(group)) for group in groups]

@@ -124,3 +124,45 @@ async def test_limits_are_separate_per_region(redis_url: str) -> None:
     await b.acquire()
     assert time.monotonic() - start < 0.05
     await conn.aclose()
+
+
+def _script_calls(conn: redis.Redis) -> int:
+    stats: dict[str, dict[str, int]] = conn.info("commandstats")  # type: ignore[assignment]
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
+
+
+async def test_one_round_trip_per_call_at_published_quotas(redis_url: str) -> None:
+    conn = aioredis.Redis.from_url(redis_url)
+    limiter = SharedLimiter(conn, KEY, 40.0)
+    await limiter.peek()  # loads the script
+    sync = redis.Redis.from_url(redis_url)
+    sync.config_resetstat()
+    for _ in range(10):
+        await limiter.acquire()
+    assert _script_calls(sync) == 10
+    await conn.aclose()
+
+
+async def test_high_rates_reserve_several_slots_per_round_trip_and_keep_the_pace(
+    redis_url: str,
+) -> None:
+    conn = aioredis.Redis.from_url(redis_url)
+    limiter = SharedLimiter(conn, KEY, 400.0, burst=1)
+    await limiter.peek()  # loads the script
+    sync = redis.Redis.from_url(redis_url)
+    sync.config_resetstat()
+
+    async def caller() -> None:  # as a chunk runs: 8 calls in flight
+        for _ in range(25):
+            await limiter.acquire()
+
+    start = time.monotonic()
+    await asyncio.gather(*(caller() for _ in range(8)))
+    elapsed = time.monotonic() - start
+    # 400/s x 25 ms = 10 slots a reservation, capped at 8: 25 round trips for 200 calls
+    # (plus the first, which reserves one).
+    assert _script_calls(sync) <= 200 / 8 + 2
+    assert elapsed >= 199 / 400 * 0.95  # still paced: 199 intervals of 2.5 ms
+    calls = sync.hget(KEY.state_key, "calls")
+    assert calls is not None and int(calls) >= 200
+    await conn.aclose()

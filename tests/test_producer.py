@@ -18,6 +18,7 @@ from bulktag.cli import main
 from producer.campaign import IdBlock, TargetFields
 from producer.inputs import read_id_list
 from producer.submit import SubmitOptions, ValidationFailed, submit
+from worker.limiter import set_limit
 
 ALI = TargetFields("aliyun", None, "cn-hangzhou", None, "key")
 PROJECT = "0123456789abcdef0123456789abcdef"
@@ -505,3 +506,21 @@ def test_rq_cli_lists_the_campaign_queues(redis_url: str, tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     assert "bulktag.aliyun.cn-hangzhou" in proc.stdout
     assert "1" in proc.stdout
+
+
+def test_jobs_last_a_few_seconds_at_the_configured_rate(redis_url: str, tmp_path: Path) -> None:
+    """50 calls a job at the published quota; a region an operator opened up to 1,000/s gets
+    400-call jobs (RQ's cost per job amortized)."""
+    ids = write_ids(tmp_path / "ids.txt", [ali_id(i) for i in range(25_000)])
+    conn = redis.Redis.from_url(redis_url)
+    set_limit(conn, "aliyun", "cn-shanghai", 1000)
+    for region in ("cn-hangzhou", "cn-shanghai"):
+        assert run_cli(
+            "submit", "--provider", "aliyun", "--region", region, "--resource-type", "key",
+            "--ids", str(ids), "--tag", "env=prod", "--id", f"c-{region}",
+            "--redis-url", redis_url,
+        ) == 0  # fmt: skip
+    default = Queue("bulktag.aliyun.cn-hangzhou", connection=conn, serializer=JSONSerializer)
+    opened = Queue("bulktag.aliyun.cn-shanghai", connection=conn, serializer=JSONSerializer)
+    assert [len(j.kwargs["resource_ids"]) for j in default.get_jobs()] == [2_500] * 10
+    assert [len(j.kwargs["resource_ids"]) for j in opened.get_jobs()] == [20_000, 5_000]

@@ -152,18 +152,21 @@ class ChunkRunner:
             ]
             await asyncio.gather(*tasks)
             verdict = await self.controls.verdict(fresh=True)
+        await self.store.flush()
         left = await self.store.pending(chunk.target_no, pending)
         if left and verdict.cancelled:
             now = time.time()
-            self.report.recorded += await self.store.record(
+            await self.store.record(
                 chunk.target_no,
                 [oc.Outcome(rid, oc.CANCELLED, None, None, None, 0, now) for rid in left],
             )
+            await self.store.flush()
             self.report.cancelled = True
         elif left:
             # Paused: park them until resume. Otherwise the deadline came: go on in a new job.
             self.report.remaining = left
             self.report.paused = verdict.paused
+        self.report.recorded = self.store.recorded
         return self.report
 
     def _id_batches(self, ids: list[str]) -> list[tuple[Sequence[str], Sequence[Tag]]]:
@@ -188,7 +191,7 @@ class ChunkRunner:
                     settled[rid] = (result, attempts)
             todo = [rid for rid in todo if results[rid][0].ok]
         now = time.time()
-        self.report.recorded += await self.store.record(
+        await self.store.record(
             self.chunk.target_no,
             [_final(rid, result, attempts, now) for rid, (result, attempts) in settled.items()],
         )

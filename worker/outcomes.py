@@ -30,19 +30,26 @@ FINAL_STATUSES = (TAGGED, NOT_FOUND, INVALID, FAILED, CANCELLED)
 
 PROGRESS_CHANNEL = "bulktag:progress"
 
+# ARGV[3] is a JSON list of groups, {status, code, payload, {resource ids}}: the resources of
+# one call share one answer, so each payload is encoded once and each counter moves once per
+# group, not once per resource (ceiling benchmark in docs/benchmarks.md).
 _RECORD = """
 local outcomes, counts = KEYS[1], KEYS[2]
 local t = ARGV[1]
 local recorded = 0
-for i = 3, #ARGV, 4 do
-  local rid, status, code, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('HSETNX', outcomes, t .. '|' .. rid, payload) == 1 then
-    recorded = recorded + 1
-    redis.call('HINCRBY', counts, t .. ':' .. status, 1)
-    redis.call('HINCRBY', counts, 'all:' .. status, 1)
+for _, group in ipairs(cjson.decode(ARGV[3])) do
+  local status, code, payload, rids = group[1], group[2], group[3], group[4]
+  local n = 0
+  for _, rid in ipairs(rids) do
+    n = n + redis.call('HSETNX', outcomes, t .. '|' .. rid, payload)
+  end
+  if n > 0 then
+    redis.call('HINCRBY', counts, t .. ':' .. status, n)
+    redis.call('HINCRBY', counts, 'all:' .. status, n)
     if code ~= '' then
-      redis.call('HINCRBY', counts, t .. ':code:' .. code, 1)
+      redis.call('HINCRBY', counts, t .. ':code:' .. code, n)
     end
+    recorded = recorded + n
   end
 end
 if recorded > 0 then
@@ -119,20 +126,58 @@ class Outcome:
         return cls(resource_id, status, code, message, request_id, attempts, finished_at)
 
 
+# Outcomes wait in the chunk's memory until this many are ready or the oldest is this old,
+# then go to Redis in one script call. A chunk killed before a flush loses nothing it may
+# not: its resources have no outcome yet, so the re-run tags them again (tagging is
+# idempotent) and records them once.
+FLUSH_RESOURCES = 1000
+FLUSH_AFTER_S = 0.5
+
+_GroupKey = tuple[str, str | None, str | None, str | None, int, float]
+
+
 class OutcomeStore:
+    """Buffers one chunk's final outcomes and writes them in batches; ``recorded`` counts the
+    ones that were new (the others already had an outcome)."""
+
     def __init__(self, conn: aioredis.Redis, campaign_id: str) -> None:
         self._conn = conn
         self._keys = [outcomes_key(campaign_id), counts_key(campaign_id)]
         self._script = conn.register_script(_RECORD)
+        self._buffer: dict[int, dict[_GroupKey, list[str]]] = {}
+        self._buffered = 0
+        self._oldest = 0.0
+        self.recorded = 0
 
-    async def record(self, target_no: int, outcomes: Iterable[Outcome]) -> int:
-        """Store final outcomes; returns how many were new (the rest already existed)."""
-        args: list[str | int] = [target_no, PROGRESS_CHANNEL]
+    async def record(self, target_no: int, outcomes: Iterable[Outcome]) -> None:
+        """Queue final outcomes for writing; written at once when the buffer is due."""
+        groups = self._buffer.setdefault(target_no, {})
         for o in outcomes:
-            args += [o.resource_id, o.status, o.code or "", o.payload()]
-        if len(args) == 2:
-            return 0
-        return int(await self._script(keys=self._keys, args=args))
+            key = (o.status, o.code, o.message, o.request_id, o.attempts, o.finished_at)
+            groups.setdefault(key, []).append(o.resource_id)
+            if not self._buffered:
+                self._oldest = time.monotonic()
+            self._buffered += 1
+        if self._buffered >= FLUSH_RESOURCES or (
+            self._buffered and time.monotonic() - self._oldest >= FLUSH_AFTER_S
+        ):
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Write everything buffered; returns how many outcomes were new."""
+        buffer, self._buffer, self._buffered = self._buffer, {}, 0
+        new = 0
+        for target_no, groups in buffer.items():
+            encoded = json.dumps(
+                [[key[0], key[1] or "", Outcome(rids[0], *key).payload(), rids]
+                 for key, rids in groups.items()],
+                separators=(",", ":"),
+            )  # fmt: skip
+            new += int(
+                await self._script(keys=self._keys, args=[target_no, PROGRESS_CHANNEL, encoded])
+            )
+        self.recorded += new
+        return new
 
     async def pending(self, target_no: int, resource_ids: Sequence[str]) -> list[str]:
         """The ids that have no outcome yet (a re-run skips the others)."""

@@ -8,6 +8,7 @@ worker looks for them after every job and at least every ``REFRESH_S`` seconds w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from typing import Any
@@ -40,6 +41,18 @@ WORKER_TTL = 30
 LEASE_MARGIN = 15
 
 
+def use_fast_event_loop() -> None:
+    """RQ runs each coroutine job with ``asyncio.run``, which takes its loop from the event
+    loop policy: with uvloop's policy every job's loop is uvloop. It halves the event loop's
+    share of a work horse's CPU (docs/benchmarks.md, ceiling); without uvloop (not on
+    every platform) jobs run on the standard loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 class CampaignWorker(Worker):
     """An RQ ``Worker`` (one forked work horse per job) with queue discovery and quick
     recovery of chunks whose worker was killed."""
@@ -49,6 +62,7 @@ class CampaignWorker(Worker):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         kwargs.setdefault("worker_ttl", WORKER_TTL)
         super().__init__(*args, **kwargs)
+        use_fast_event_loop()
         # Workers started together would all take their first job from the same queue and
         # then move through the queues in step, two workers sharing one region's limit while
         # another region waits. Each worker starts at a random place in the rotation.
