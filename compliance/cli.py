@@ -43,8 +43,11 @@ def add_commands(commands: Any) -> None:
         "name). Nothing is written if it has a problem.",
     )  # fmt: skip
     add.add_argument("policy_file", metavar="POLICY_FILE")
-    add.add_argument("--dry-run", action="store_true",
-                     help="scheduled runs only discover and report; they tag nothing")  # fmt: skip
+    add.add_argument(
+        "--dry-run", action="store_true",
+        help="scheduled runs only discover: they tag and record nothing (each RQ job's "
+        "result says what it would have tagged)",
+    )  # fmt: skip
     _redis(add)
     add.set_defaults(run=_add)
     listing = actions.add_parser("list", help="the scheduled policies and their next runs")

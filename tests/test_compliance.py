@@ -474,3 +474,37 @@ def test_two_schedulers_make_exactly_one_json_job_and_one_run_per_tick(
     assert main(["schedule", "remove", "nightly", "--redis-url", redis_url]) == 2
     assert runs.policies(redis_client) == []
     assert runs.run_ids(redis_client, "nightly") == made  # the history stays
+
+
+def test_a_target_whose_listing_is_refused_records_the_error_and_the_others_still_run(
+    tmp_path: Path,
+    redis_url: str,
+    redis_client: redis.Redis,
+    creds_env: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    inv = Inventory.generated(
+        GenerateSpec("aliyun", REGION, "key", 10), GenerateSpec("aliyun", "cn-shanghai", "key", 5)
+    )
+    set_limit(redis_client, "aliyun", REGION, 2000)
+    targets = (
+        "  - provider: aliyun\n    profile: emu\n    regions: [cn-shanghai]\n"
+        "  - provider: aliyun\n    profile: wrong\n    regions: [cn-hangzhou]\n"
+    )
+    with emulator(inv) as emu:
+        credentials_file(creds_env, emu.url)
+        with creds_env.open("a") as f:
+            f.write(
+                f'[profile.wrong.aliyun]\naccess_key_id = "emu-id"\n'
+                f'access_key_secret = "not-the-secret"\nendpoint = "{emu.url}"\n'
+            )
+        path = write_policy(tmp_path / "nightly.yaml", targets)
+        status = main(["schedule", "run-now", str(path), "--redis-url", redis_url])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    # Refused once, not retried: the provider's own code (V3 signature) is in the record.
+    assert "cn-hangzhou:key (profile wrong): error: ListKeys: IncompleteSignature" in out
+    assert "; 1 calls" in out
+    [record] = runs.history(redis_client, "nightly")
+    assert record.found == 5 and record.submitted == 5
+    assert len(record.errors) == 1 and record.errors[0].startswith("aliyun:cn-hangzhou:key: ")
