@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 from croniter import croniter
-from rq import Queue, cron_job_registry
+from rq import Queue, Retry, cron_job_registry
 from rq.cron import CronJob, CronScheduler
 from rq.defaults import DEFAULT_CRON_JOB_HISTORY_LIMIT, DEFAULT_CRON_JOB_HISTORY_TTL
 from rq.serializers import JSONSerializer
@@ -86,6 +86,10 @@ def enqueue_run(
         description=f"compliance run {policy} {stamp}",
         job_timeout=JOB_TIMEOUT,
         result_ttl=RESULT_TTL,
+        # A run that raised released its claim (execute.run_policy), so a retry of the same
+        # job makes the tick's one run. (A work horse killed outright leaves its run
+        # "discovering"; the retry then skips the tick rather than risk running it twice.)
+        retry=Retry(max=2),
         pipeline=pipeline,
     )
 
