@@ -14,9 +14,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from bulktag import store
-from bulktag.notify import WEBHOOK_QUEUE
 from producer.campaign import Target
 from producer.submit import JOB_RETRIES, TAG_JOB
+from providers.catalog import PROVIDERS
 from providers.http import new_session
 from worker.control import parked_key
 from worker.engine import Chunk, ChunkReport, ChunkRunner, make_tag_call
@@ -119,10 +119,13 @@ def claim_queue(job: Job) -> bool:
     ttl_ms = int((job.timeout or 300) * 1000)
     if conn.set(_lease_key(job.origin), job.id, nx=True, px=ttl_ms):
         return True
+    # Only other regions' queues count (``bulktag.<provider>.<location>``), not the webhook
+    # or compliance queues, whose jobs take no region's rate.
+    region_prefixes = tuple(f"bulktag.{provider}." for provider in PROVIDERS)
     others = [
         q.name
         for q in Queue.all(connection=conn)
-        if q.name.startswith("bulktag.") and q.name not in (job.origin, WEBHOOK_QUEUE)
+        if q.name.startswith(region_prefixes) and q.name != job.origin
     ]
     pipe = conn.pipeline(transaction=False)
     for name in others:
