@@ -13,6 +13,7 @@ from bulktag import __version__, campaigns_cli, control, demo, logs
 from bulktag.connections import connect_for
 from bulktag.errors import UserError
 from compliance import cli as compliance_cli
+from dashboard import cli as dashboard_cli
 from emulator import cli as emulator_cli
 from producer import cli as producer_cli
 from providers.credentials import CredentialsError
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     campaigns_cli.add_commands(commands)
     compliance_cli.add_commands(commands)
+    dashboard_cli.add_commands(commands)
 
     demo_parser = commands.add_parser(
         "demo",

@@ -1,0 +1,1 @@
+"""``bulktag dashboard``: a web page, a JSON API and Prometheus metrics over one Redis."""
