@@ -239,7 +239,15 @@ async function loadOutcomes() {
   if (o.status) params.set("status", o.status);
   if (o.q) params.set("q", o.q);
   const page = await getJSON(`/api/campaigns/${encodeURIComponent(cid)}/outcomes?${params}`);
-  if (cid !== state.selected) return;
+  if (cid !== state.selected || o !== state.outcomes) return;
+  // A rare status or an id prefix may match nothing in one server-side scan slice (each
+  // answer is time-boxed): walk on by itself for a while instead of showing an empty page.
+  if (!page.rows.length && page.cursor && (o.walked || 0) < 40) {
+    o.walked = (o.walked || 0) + 1;
+    o.cursors[o.cursors.length - 1] = page.cursor;
+    return loadOutcomes();
+  }
+  o.walked = 0;
   const targets = state.detail ? state.detail.targets : [];
   const rows = page.rows.map((r) => el("tr", { dataset: { resource: r.resource_id } },
     el("td", { class: "mono" }, r.resource_id),
