@@ -109,7 +109,9 @@ def main() -> None:
                 page.wait_for_selector("#outcomes tbody tr[data-resource]")
                 page.fill("#token", TOKEN)
                 page.click("#token-save")
-                time.sleep(4)  # two refreshes: rates have a slope
+                time.sleep(6)  # a few refreshes: rates have a slope
+                log.info("on the page: %s done, %s", page.inner_text("#detail-done"),
+                         page.inner_text("#detail-rate"))  # fmt: skip
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()
