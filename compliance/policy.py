@@ -150,6 +150,15 @@ def load_policy(path: str) -> Policy:
 
 
 def _parse(name: str, text: str) -> Any:
+    try:
+        return _parse_text(name, text)
+    except RecursionError:
+        # Both parsers recurse per nesting level; a line of 5,000 '[' exhausts the stack.
+        kind = "TOML" if name.lower().endswith(".toml") else "YAML"
+        raise PolicyError(f"{name}: not valid {kind}: nested too deeply") from None
+
+
+def _parse_text(name: str, text: str) -> Any:
     if name.lower().endswith(".toml"):
         try:
             return tomllib.loads(text)
@@ -287,7 +296,8 @@ def _targets(
     if unknown:
         raise PolicyError(f"{where}: unknown field(s): {', '.join(sorted(map(str, unknown)))}")
     provider = section.get("provider")
-    if provider not in PROVIDERS:
+    # isinstance first: a YAML list or mapping is unhashable, and `in` would raise.
+    if not isinstance(provider, str) or provider not in PROVIDERS:
         raise PolicyError(
             f"{where}.provider: {provider!r} is not a provider; use one of: "
             f"{', '.join(sorted(PROVIDERS))}"

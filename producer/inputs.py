@@ -14,6 +14,7 @@ import io
 import json
 import sys
 import tomllib
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -119,7 +120,8 @@ def text_chunks(stream: IO[bytes], name: str) -> Iterator[tuple[int, list[str]]]
             lines.pop()
             yield first, [line.removesuffix("\r") for line in lines] if "\r" in text else lines
             first += len(lines)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    # zlib.error: a corrupt deflate stream after a valid gzip header (not an OSError).
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputError(f"{name}: cannot read: {exc}") from None
 
 
@@ -290,7 +292,8 @@ def read_jsonl_manifest(path: str, defaults: TargetFields) -> Iterator[Item]:
                 continue
             try:
                 obj = json.loads(text)
-            except ValueError as exc:
+            # RecursionError: arrays or objects nested thousands deep on one line.
+            except (ValueError, RecursionError) as exc:
                 yield Problem(f"{name}:{lineno}", f"invalid JSON: {exc}")
                 continue
             yield _jsonl_row(name, lineno, obj, defaults)
@@ -350,7 +353,9 @@ def load_campaign_file(path: str) -> CampaignFile:
         raise InputError(f"{name}: expected a mapping with a 'targets' list at the top")
     unknown = set(data) - {"id", "targets", "webhook"}
     if unknown:
-        raise InputError(f"{name}: unknown top-level key(s): {', '.join(sorted(unknown))}")
+        raise InputError(
+            f"{name}: unknown top-level key(s): {', '.join(sorted(map(str, unknown)))}"
+        )
     targets = data.get("targets")
     if not isinstance(targets, list) or not targets:
         raise InputError(f"{name}: 'targets' must be a non-empty list")
@@ -374,6 +379,9 @@ def _parse_document(name: str, text: str) -> Any:
     except (tomllib.TOMLDecodeError, ValueError, yaml.YAMLError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{name}: not valid {suffix.upper()}: {detail}") from None
+    except RecursionError:
+        # All three parsers recurse per nesting level; a line of 5,000 '[' exhausts the stack.
+        raise InputError(f"{name}: not valid {suffix.upper()}: nested too deeply") from None
 
 
 _SOURCE_KEYS = {"tags", "ids", "ids_file", "manifest", *TARGET_COLUMNS}
@@ -385,7 +393,7 @@ def _source(name: str, base: Path, index: int, section: Any) -> Source:
         raise InputError(f"{where}: expected a mapping")
     unknown = set(section) - _SOURCE_KEYS
     if unknown:
-        raise InputError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
+        raise InputError(f"{where}: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
     values = {c: section.get(c) for c in TARGET_COLUMNS}
     for key, value in values.items():
         if value is not None and not isinstance(value, str):
