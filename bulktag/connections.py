@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -57,14 +58,36 @@ def answers(url: str, timeout: float = 0.5) -> bool:
         client.close()
 
 
+def redacted_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages: a Redis URL may carry
+    the password (``redis://:PASSWORD@host``), and error output ends up in logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return "<unparsable Redis URL>"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def connect(url: str) -> redis.Redis:
     """A client for ``url`` that answered a PING; a user error naming the URL otherwise."""
-    conn = redis.Redis.from_url(url)
+    try:
+        conn = redis.Redis.from_url(url)
+    except ValueError as exc:  # a scheme other than redis://, rediss://, unix://; a bad option
+        raise UserError(f"bad Redis URL {redacted_url(url)}: {exc}") from None
     try:
         conn.ping()
+    except redis.AuthenticationError as exc:
+        conn.close()
+        # Without a password Redis answers a HELLO/NOAUTH message that does not say "password".
+        given = "password" in conn.connection_pool.connection_kwargs
+        hint = "wrong password" if given else "a password is needed: redis://:PASSWORD@host"
+        raise UserError(f"cannot reach Redis at {redacted_url(url)}: {hint} ({exc})") from None
     except redis.RedisError as exc:
         conn.close()
-        raise UserError(f"cannot reach Redis at {url}: {exc}") from None
+        raise UserError(f"cannot reach Redis at {redacted_url(url)}: {exc}") from None
     return conn
 
 

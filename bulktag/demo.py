@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from bulktag import campaigns
-from bulktag.connections import connect, data_dir, redis_for_command
+from bulktag.connections import connect, data_dir, redacted_url, redis_for_command
 from emulator.config import EmulatorConfig
 from emulator.ids import aliyun_key_id, huawei_key_id
 from emulator.inventory import GenerateSpec, Inventory
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         tempfile.TemporaryDirectory(prefix="bulktag-demo-") as tmp,
     ):
         conn = connect(target.url)
-        where = "embedded Redis" if target.embedded else target.url
+        where = "embedded Redis" if target.embedded else redacted_url(target.url)
         console.print(f"[bold]bulktag demo[/]: Redis {where}; emulator {emulator.url}")
         creds = Path(tmp) / "credentials.toml"
         creds.write_text(
