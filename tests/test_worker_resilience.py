@@ -25,6 +25,7 @@ from tests.worker_harness import (
     start_worker,
     submit_ids,
 )
+from worker import callstats
 from worker.limiter import LimitKey
 
 REGION = "cn-hangzhou"
@@ -78,6 +79,9 @@ def test_throttling_lowers_the_shared_rate_and_everything_still_gets_tagged(
     assert float(state["rate"]) < 10  # backed off (it recovers additively; see test_limiter)
     # Backing off keeps the waste small: far fewer throttled answers than calls.
     assert stats["throttled"] < stats["ok"]
+    # The per-second counters the dashboard reads add up to what the emulator answered.
+    window = callstats.read(conn, now=time.time() + 1)[("aliyun", REGION)]
+    assert (window.calls, window.throttled) == (stats["total"], stats["throttled"])
     found = outcomes(conn, "aimd")
     assert len(found) == 1500 and {o.status for o in found.values()} == {"tagged"}
 

@@ -62,6 +62,32 @@ def record(
     conn_or_pipeline.sadd(LOCATIONS_KEY, f"{provider}:{location}")
 
 
+class CallCounter:
+    """One chunk's calls per second, counted in memory and written at most once a second
+    (``due``), so that counting costs no round trip per call."""
+
+    def __init__(self, provider: str, location: str) -> None:
+        self.provider = provider
+        self.location = location
+        self._counts: dict[int, list[int]] = {}
+        self._written = time.monotonic()
+
+    def add(self, throttled: bool) -> None:
+        counts = self._counts.setdefault(int(time.time()), [0, 0])
+        counts[0] += 1
+        counts[1] += throttled
+
+    def due(self) -> bool:
+        return bool(self._counts) and time.monotonic() - self._written >= 1.0
+
+    def drain_into(self, pipeline: _Commands) -> None:
+        """Queue every second counted so far on ``pipeline`` and start afresh."""
+        for second, (calls, throttled) in self._counts.items():
+            record(pipeline, self.provider, self.location, calls, throttled, now=second)
+        self._counts = {}
+        self._written = time.monotonic()
+
+
 @dataclass(frozen=True, slots=True)
 class CallWindow:
     provider: str

@@ -31,6 +31,7 @@ from providers.huawei.client import HuaweiKmsClient
 from providers.results import CallResult, Outcome
 from providers.rules import Tag
 from worker import outcomes as oc
+from worker.callstats import CallCounter
 from worker.control import Controls
 from worker.isolation import isolate
 from worker.limiter import LimitKey, SharedLimiter
@@ -135,7 +136,9 @@ class ChunkRunner:
             LimitKey(target.provider, target.profile, target.location),
             self.rules.default_rate_per_second,
         )
+        self.conn = conn
         self.store = oc.OutcomeStore(conn, chunk.campaign_id)
+        self.call_counter = CallCounter(target.provider, target.location)
         self.controls = Controls(conn, chunk.campaign_id, chunk.target_no)
         self.report = ChunkReport()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -153,6 +156,7 @@ class ChunkRunner:
             await asyncio.gather(*tasks)
             verdict = await self.controls.verdict(fresh=True)
         await self.store.flush()
+        await self._write_call_counts()
         left = await self.store.pending(chunk.target_no, pending)
         if left and verdict.cancelled:
             now = time.time()
@@ -211,6 +215,12 @@ class ChunkRunner:
         found = await isolate(ids, result, probe)
         return {rid: (found.results[rid], tries.get(rid, attempts)) for rid in ids}
 
+    async def _write_call_counts(self) -> None:
+        """Calls and throttles per second, for the dashboard and /metrics."""
+        pipe = self.conn.pipeline(transaction=False)
+        self.call_counter.drain_into(pipe)
+        await pipe.execute()
+
     async def _check_go(self) -> None:
         verdict = await self.controls.verdict()
         if not verdict.go or (self.deadline is not None and time.monotonic() >= self.deadline):
@@ -228,6 +238,9 @@ class ChunkRunner:
                 result = await self.tag_call(ids, tags)
             self.report.calls += 1
             attempt += 1
+            self.call_counter.add(result.outcome is Outcome.THROTTLED)
+            if self.call_counter.due():
+                await self._write_call_counts()
             if result.outcome is Outcome.AUTH:
                 await self.controls.pause_target(
                     f"authentication failed: {result.code}: {result.message}", result.code

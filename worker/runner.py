@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.worker.base import DequeueStrategy
 
 QUEUE_PREFIX = "bulktag."
-REFRESH_S = 5
+REFRESH_S = 1
 # Every worker the pool starts shares this switch (set by `bulktag worker --queues`).
 FIXED_QUEUES_ENV = "BULKTAG_FIXED_QUEUES"
 
