@@ -16,11 +16,30 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.retry import Retry
 
 from bulktag.embedded_redis import EmbeddedRedis
 from bulktag.errors import UserError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# A client that has once reached Redis rides out an outage or a restart: each command is
+# retried on connection errors with jittered exponential backoff (0.25 s doubling, at most
+# 4 s apart) for about ninety seconds before the error reaches the caller. Workers and
+# producers neither crash nor lose work while Redis restarts. Everything they write is safe
+# to write twice: outcomes go through HSETNX, limiter slots and counters only err on the
+# slow side, and RQ moves a job through lists it recovers from (docs/operations.md).
+OUTAGE_RETRIES = 25
+OUTAGE_BACKOFF_BASE_S = 0.25
+OUTAGE_BACKOFF_CAP_S = 4.0
+
+
+def outage_retry() -> Retry:
+    return Retry(
+        ExponentialWithJitterBackoff(base=OUTAGE_BACKOFF_BASE_S, cap=OUTAGE_BACKOFF_CAP_S),
+        OUTAGE_RETRIES,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,9 +91,12 @@ def redacted_url(url: str) -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that answered a PING; a user error naming the URL otherwise."""
+    """A client for ``url`` that answered a PING; a user error naming the URL otherwise.
+
+    The first PING is not retried, so that a wrong address fails at once; the client
+    returned retries through outages (``outage_retry``)."""
     try:
-        conn = redis.Redis.from_url(url)
+        conn = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
     except ValueError as exc:  # a scheme other than redis://, rediss://, unix://; a bad option
         raise UserError(f"bad Redis URL {redacted_url(url)}: {exc}") from None
     try:
@@ -88,7 +110,8 @@ def connect(url: str) -> redis.Redis:
     except redis.RedisError as exc:
         conn.close()
         raise UserError(f"cannot reach Redis at {redacted_url(url)}: {exc}") from None
-    return conn
+    conn.close()
+    return redis.Redis.from_url(url, retry=outage_retry())
 
 
 def connect_for(explicit: str | None) -> redis.Redis:

@@ -17,6 +17,7 @@ from producer.campaign import TargetFields
 from tests.worker_harness import (
     ALI_SECRET,
     assert_counters_equal_records,
+    children,
     counts,
     credentials_file,
     emulator,
@@ -173,19 +174,6 @@ def test_cancel_records_cancelled_for_what_is_left(redis_url: str, tmp_path: Pat
     assert_counters_equal_records(conn, "cx")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
 def test_sigkill_mid_chunk_then_restart_loses_and_double_counts_nothing(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -201,7 +189,7 @@ def test_sigkill_mid_chunk_then_restart_loses_and_double_counts_nothing(
         while counts(conn, "kill").get("done", 0) < 100:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        for pid in [*_children(first.pid), first.pid]:  # the work horse and its parent
+        for pid in [*children(first.pid), first.pid]:  # the work horse and its parent
             os.kill(pid, signal.SIGKILL)
         first.wait(timeout=10)
         done_at_kill = counts(conn, "kill")["done"]

@@ -106,3 +106,17 @@ def assert_counters_equal_records(conn: redis.Redis, campaign_id: str) -> None:
         by_status[o.status] = by_status.get(o.status, 0) + 1
     assert tally.get("done", 0) == len(records)
     assert {k[4:]: v for k, v in tally.items() if k.startswith("all:") and v} == by_status
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (a worker's work horse), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found

@@ -9,11 +9,14 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from bulktag import store
+from bulktag.connections import OUTAGE_BACKOFF_BASE_S, OUTAGE_BACKOFF_CAP_S, OUTAGE_RETRIES
 from producer.campaign import Target
 from producer.submit import JOB_RETRIES, TAG_JOB
 from providers.catalog import PROVIDERS
@@ -36,12 +39,17 @@ def _async_redis(sync: redis.Redis | None) -> aioredis.Redis:
     # A few connections, shared by every call of the chunk: with one per concurrent call, a
     # chunk opened dozens, and connecting cost more than the calls (profile in
     # docs/benchmarks.md).
+    # Ride out a Redis outage or restart as the worker's own client does.
+    retry = AsyncRetry(
+        ExponentialWithJitterBackoff(base=OUTAGE_BACKOFF_BASE_S, cap=OUTAGE_BACKOFF_CAP_S),
+        OUTAGE_RETRIES,
+    )
     if url:
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=REDIS_CONNECTIONS, timeout=None
+            url, max_connections=REDIS_CONNECTIONS, timeout=None, retry=retry
         )
     elif sync is not None:
-        kwargs = dict(sync.connection_pool.connection_kwargs)
+        kwargs = {**sync.connection_pool.connection_kwargs, "retry": retry}
         pool = aioredis.BlockingConnectionPool(
             max_connections=REDIS_CONNECTIONS, timeout=None, **kwargs
         )
