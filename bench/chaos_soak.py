@@ -26,9 +26,9 @@ from tests.test_chaos import (
     signal_pid,
     stack,
     start_workers,
-    stop_workers,
 )
 from tests.worker_harness import children, start_worker
+from worker.cli import stop
 from worker.limiter import set_limit
 
 
@@ -74,7 +74,7 @@ def main() -> None:
                       flush=True)  # fmt: skip
             campaign.check(conn, emu)
         finally:
-            stop_workers(workers)
+            stop(workers)
             server.stop()
     print(f"soak passed: {campaign.total:,} resources in {time.monotonic() - started:.0f} s, "
           f"{kills} SIGKILLs, {crashes} Redis crashes; every resource exactly one outcome, "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,16 +24,14 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from bulktag.connections import connect
-from bulktag.demo import _plan
+from bulktag.demo import demo_blocks, plan_for
 from bulktag.embedded_redis import EmbeddedRedis
 from emulator.config import EmulatorConfig
-from emulator.ids import aliyun_key_id, huawei_key_id
 from emulator.inventory import GenerateSpec, Inventory
 from emulator.server import ThreadedEmulatorServer
-from producer.campaign import IdBlock, TargetFields
 from producer.submit import SubmitOptions, submit
 from providers.catalog import PROVIDERS
-from worker.cli import spawn
+from worker.cli import spawn, stop
 
 log = logging.getLogger("dashboard_screenshot")
 TOKEN = "screenshot-token-0123456789"
@@ -53,7 +50,7 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=20_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    plan = _plan(args.resources)
+    plan = plan_for(args.resources)
     inventory = Inventory.generated(*(
         GenerateSpec(p, project or region, "key", existing)
         for (p, region, project), (existing, _) in plan.items()
@@ -80,17 +77,7 @@ def main() -> None:
         workers = spawn(server.url, 2, str(creds))
         try:
             campaign_id = "demo-2026-11-retag"
-            blocks = [
-                IdBlock(
-                    "demo",
-                    TargetFields(p, "demo", region, project or None, "key"),
-                    (("env", "demo"), ("owner", "bulktag")),
-                    [aliyun_key_id(region, n) if p == "aliyun" else huawei_key_id(project, n)
-                     for n in range(submitted)],
-                    list(range(1, submitted + 1)),
-                )
-                for (p, region, project), (_, submitted) in plan.items()
-            ]  # fmt: skip
+            blocks = demo_blocks(plan)
             submit(blocks, SubmitOptions(campaign_id=campaign_id), conn)
             url = f"http://127.0.0.1:{port}"
             for _ in range(100):
@@ -119,13 +106,7 @@ def main() -> None:
                 log.warning("console error: %s", problem)
             log.info("saved %s", args.out)
         finally:
-            for proc in [*workers, board]:
-                proc.send_signal(signal.SIGTERM)
-            for proc in [*workers, board]:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop([*workers, board])
 
 
 if __name__ == "__main__":

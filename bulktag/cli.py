@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="see the whole product work: emulator, workers, a 20,000-resource campaign",
         description=(
             "Run everything on this machine: Redis (the local one if it answers, otherwise an "
-            "embedded one), the provider emulator, two workers, and a sample campaign of "
+            "embedded one), the provider emulator, a worker per region, and a sample campaign of "
             "about 20,000 resources in three Alibaba regions and two Huawei projects, with "
             "live progress, a summary and a report file. Stops everything at the end or on "
             "Ctrl-C."

@@ -9,7 +9,6 @@ report file. Everything it started is stopped at the end or on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from emulator.server import ThreadedEmulatorServer
 from producer.campaign import IdBlock, TargetFields
 from producer.submit import SubmitOptions, new_campaign_id, submit
 from providers.catalog import PROVIDERS
-from worker.cli import spawn
+from worker.cli import spawn, stop
 
 ALIYUN_REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing")
 HUAWEI_PROJECTS = ("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210")
@@ -49,10 +48,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--embedded-redis", action="store_true",
         help="always start a private Redis for the demo, even if one answers locally",
     )  # fmt: skip
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    # One per target: a chunk holds its worker while it waits for its region's slots.
+    targets = len(ALIYUN_REGIONS) + len(HUAWEI_PROJECTS)
+    parser.add_argument(
+        "--workers", type=int, default=targets,
+        help=f"worker processes (default: {targets}, one per region or project)",
+    )  # fmt: skip
 
 
-def _plan(total: int) -> dict[tuple[str, str, str], tuple[int, int]]:
+def plan_for(total: int) -> dict[tuple[str, str, str], tuple[int, int]]:
     """(provider, region, project) -> (existing, submitted). Huawei tags one key per call,
     so it gets a small share to keep the demo short."""
     huawei_each = max(1, total // 50)
@@ -65,9 +69,24 @@ def _plan(total: int) -> dict[tuple[str, str, str], tuple[int, int]]:
     return plan
 
 
+def demo_blocks(plan: dict[tuple[str, str, str], tuple[int, int]]) -> list[IdBlock]:
+    """The demo campaign's input: every planned id of every target, tagged alike."""
+    return [
+        IdBlock(
+            "demo",
+            TargetFields(p, "demo", region, project or None, "key"),
+            (("env", "demo"), ("owner", "bulktag")),
+            [aliyun_key_id(region, n) if p == "aliyun" else huawei_key_id(project, n)
+             for n in range(submitted)],
+            list(range(1, submitted + 1)),
+        )
+        for (p, region, project), (_, submitted) in plan.items()
+    ]  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    plan = _plan(args.resources)
+    plan = plan_for(args.resources)
     inventory = Inventory.generated(*(
         GenerateSpec(p, project or region, "key", existing)
         for (p, region, project), (existing, _) in plan.items()
@@ -93,17 +112,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             workers = spawn(target.url, args.workers, str(creds))
             campaign_id = "demo-" + new_campaign_id()
-            blocks = [
-                IdBlock(
-                    "demo",
-                    TargetFields(p, "demo", region, project or None, "key"),
-                    (("env", "demo"), ("owner", "bulktag")),
-                    [aliyun_key_id(region, n) if p == "aliyun" else huawei_key_id(project, n)
-                     for n in range(submitted)],
-                    list(range(1, submitted + 1)),
-                )
-                for (p, region, project), (_, submitted) in plan.items()
-            ]  # fmt: skip
+            blocks = demo_blocks(plan)
             result = submit(blocks, SubmitOptions(campaign_id=campaign_id), conn)
             console.print(
                 f"submitted campaign [bold]{campaign_id}[/]: {result.resources:,} resources, "
@@ -126,13 +135,7 @@ def run(args: argparse.Namespace) -> int:
                     f"see it again: bulktag status {campaign_id} --redis-url {target.url}"
                 )
         finally:
-            for worker in workers:
-                worker.send_signal(signal.SIGTERM)
-            for worker in workers:
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+            stop(workers)
     return 0
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
@@ -80,3 +82,16 @@ def spawn(
     args = [sys.executable, "-m", "bulktag.cli", "--log-level", "WARNING", "worker",
             "--redis-url", redis_url, *(["--burst"] if burst else [])]  # fmt: skip
     return [subprocess.Popen(args, env=env) for _ in range(count)]
+
+
+def stop(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """SIGTERM (finish the running chunk, then exit), then SIGKILL after ``timeout``."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

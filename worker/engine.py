@@ -49,22 +49,33 @@ MAX_IN_FLIGHT = 8
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter; base 200 ms after Alibaba's guidance
-    (providers.md §4), Huawei advises 3 to 5 retries (providers.md §4)."""
+    (providers.md §4), Huawei advises 3 to 5 retries (providers.md §4).
+
+    Throttling has a budget of its own: it says "slower", not "this request is bad", and
+    the shared limiter already slows every worker down, so a throttling storm must not turn
+    existing resources into failures the way six 5xx answers in a row do."""
 
     base_s: float = 0.2
     cap_s: float = 20.0
     max_attempts: int = 6
+    max_throttled: int = 30
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
-        """``BULKTAG_RETRY_BASE_MS``, ``BULKTAG_RETRY_CAP_MS``, ``BULKTAG_RETRY_ATTEMPTS``."""
+        """``BULKTAG_RETRY_BASE_MS``, ``_CAP_MS``, ``_ATTEMPTS``, ``_THROTTLED``."""
         env = os.environ
         default = cls()
         return cls(
             base_s=float(env.get("BULKTAG_RETRY_BASE_MS", default.base_s * 1000)) / 1000,
             cap_s=float(env.get("BULKTAG_RETRY_CAP_MS", default.cap_s * 1000)) / 1000,
             max_attempts=int(env.get("BULKTAG_RETRY_ATTEMPTS", default.max_attempts)),
+            max_throttled=int(env.get("BULKTAG_RETRY_THROTTLED", default.max_throttled)),
         )
+
+    def gives_up(self, outcome: Outcome, failures: int, throttles: int) -> bool:
+        if outcome is Outcome.THROTTLED:
+            return throttles >= self.max_throttled
+        return not outcome.retryable or failures >= self.max_attempts
 
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
@@ -228,7 +239,7 @@ class ChunkRunner:
 
     async def _call(self, ids: Sequence[str], tags: Sequence[Tag]) -> tuple[CallResult, int]:
         """One logical call with retries; raises _Stop when a control says stop."""
-        attempt = 0
+        attempt = failures = throttles = 0
         while True:
             await self._check_go()
             async with self._slots:
@@ -252,15 +263,18 @@ class ChunkRunner:
                 )  # fmt: skip
                 raise _Stop
             if result.outcome is Outcome.THROTTLED:
+                throttles += 1
                 self.report.throttled += 1
                 await self.limiter.throttled()
+            elif not result.ok:
+                failures += 1
             if not result.ok:
                 log.debug(
                     "call answered",
                     extra={"campaign": self.chunk.campaign_id, "outcome": str(result.outcome),
                            "code": result.code, "attempt": attempt, "ids": len(ids)},
                 )  # fmt: skip
-            if not result.outcome.retryable or attempt >= self.policy.max_attempts:
+            if self.policy.gives_up(result.outcome, failures, throttles):
                 if result.outcome is Outcome.INVALID:
                     log.error(
                         "provider refused input that passed validation",
@@ -268,7 +282,7 @@ class ChunkRunner:
                                "message": result.message},
                     )  # fmt: skip
                 return result, attempt
-            await asyncio.sleep(self.policy.delay(attempt))
+            await asyncio.sleep(self.policy.delay(max(failures, throttles)))
 
 
 _STATUS = {Outcome.OK: oc.TAGGED, Outcome.NOT_FOUND: oc.NOT_FOUND, Outcome.INVALID: oc.INVALID}
