@@ -238,7 +238,9 @@ def main() -> None:
     p.add_argument("--huawei-keys", type=int, default=4_000, help="Huawei scenario (4 projects)")
     p.add_argument("--scenarios", default="base,missing,faults,adaptive,huawei")
     p.add_argument("--contenders", default=",".join(CONTENDERS))
-    p.add_argument("--workers", type=int, default=4, help="bulktag worker processes")
+    # Regions + 2, as the README advises: spare workers start a region's next chunk while the
+    # current one waits out a retry's backoff.
+    p.add_argument("--workers", type=int, default=6, help="bulktag worker processes")
     p.add_argument("--budget", type=float, default=150, help="seconds per contender at most")
     args = p.parse_args()
     if args.run:

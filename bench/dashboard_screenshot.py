@@ -74,7 +74,7 @@ def main() -> None:
              "--port", str(port), "--redis-url", server.url],
             env={**os.environ, "BULKTAG_DASHBOARD_TOKEN": TOKEN},
         )  # fmt: skip
-        workers = spawn(server.url, 2, str(creds))
+        workers = spawn(server.url, len(plan), str(creds))  # one per target, as the demo
         try:
             campaign_id = "demo-2026-11-retag"
             blocks = demo_blocks(plan)
