@@ -75,7 +75,7 @@ async def tag_chunk(
         tuple(resource_ids),
     )
     if job is not None and not claim_queue(job):
-        _follow_up(job, chunk, ChunkReport(remaining=list(resource_ids)))
+        _follow_up(job, chunk, ChunkReport(remaining=list(resource_ids)), stepped_aside=True)
         return {"resources": len(resource_ids), "bounced": True}
     conn = _async_redis(job.connection if job else None)
     started = time.monotonic()
@@ -152,10 +152,10 @@ def release_queue(job: Job) -> None:
         job.connection.delete(key)
 
 
-def _follow_up(job: Job, chunk: Chunk, report: ChunkReport) -> None:
+def _follow_up(job: Job, chunk: Chunk, report: ChunkReport, *, stepped_aside: bool = False) -> None:
     """A job for the resources this chunk did not get to: parked (saved, not queued) when
     the target is paused, so that ``bulktag resume`` enqueues it; queued at once when the
-    chunk only ran out of time."""
+    chunk ran out of time or stepped aside for another region (routine: logged at INFO)."""
     base = job.meta.get("chunk", job.id)
     follow = Job.create(
         TAG_JOB,
@@ -177,8 +177,9 @@ def _follow_up(job: Job, chunk: Chunk, report: ChunkReport) -> None:
         job.connection.sadd(parked_key(chunk.campaign_id), follow.id)
     else:
         Queue(job.origin, connection=job.connection, serializer=JSONSerializer).enqueue_job(follow)
-    log.warning(
-        "chunk handed on",
+    log.log(
+        logging.INFO if stepped_aside else logging.WARNING,
+        "chunk stepped aside for an idle region" if stepped_aside else "chunk handed on",
         extra={"campaign": chunk.campaign_id, "job": follow.id, "remaining": len(report.remaining),
                "parked_because": report.paused},
     )  # fmt: skip
