@@ -12,6 +12,7 @@ of the chunk ends with exactly one recorded outcome, except when the chunk stops
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import redis.asyncio as aioredis
 
+from bulktag.store import campaign_key
 from producer.campaign import Target
 from providers import credentials
 from providers.aliyun.client import AliyunKmsClient
@@ -33,6 +35,14 @@ from providers.rules import Tag
 from worker import outcomes as oc
 from worker.callstats import CallCounter
 from worker.control import Controls
+from worker.existence import (
+    FAILED_BATCHES_TO_DECIDE,
+    PAGE_SIZE,
+    ExistenceIndex,
+    ListPage,
+    partition,
+    worth_listing,
+)
 from worker.isolation import isolate
 from worker.limiter import LimitKey, SharedLimiter
 
@@ -126,6 +136,18 @@ def make_tag_call(target: Target, session: aiohttp.ClientSession) -> TagCall:
     return huawei_call
 
 
+def make_key_lister(target: Target, session: aiohttp.ClientSession) -> ListPage | None:
+    """``ListKeys`` pages for the existence index; only Alibaba keys have batches to spare."""
+    if target.provider != "aliyun" or target.resource_type != "key":
+        return None
+    aliyun = AliyunKmsClient(session, credentials.load_aliyun(target.profile), target.region)
+
+    async def list_page(page: int) -> tuple[CallResult, list[str], int]:
+        return await aliyun.list_keys(page, PAGE_SIZE)
+
+    return list_page
+
+
 class ChunkRunner:
     def __init__(
         self,
@@ -134,6 +156,7 @@ class ChunkRunner:
         tag_call: TagCall,
         policy: RetryPolicy | None = None,
         deadline: float | None = None,
+        list_page: ListPage | None = None,
     ) -> None:
         self.chunk = chunk
         # Monotonic time after which no new call starts (the job's own timeout is near).
@@ -142,11 +165,12 @@ class ChunkRunner:
         self.tag_call = tag_call
         self.policy = policy or RetryPolicy.from_env()
         target = chunk.target
-        self.limiter = SharedLimiter(
-            conn,
-            LimitKey(target.provider, target.profile, target.location),
-            self.rules.default_rate_per_second,
-        )
+        limit_key = LimitKey(target.provider, target.profile, target.location)
+        self.limiter = SharedLimiter(conn, limit_key, self.rules.default_rate_per_second)
+        self.list_page = list_page
+        self.index = ExistenceIndex(conn, limit_key, target.resource_type) if list_page else None
+        self._batches = self._failed_batches = 0
+        self._listing: asyncio.Task[None] | None = None
         self.conn = conn
         self.store = oc.OutcomeStore(conn, chunk.campaign_id)
         self.call_counter = CallCounter(target.provider, target.location)
@@ -162,9 +186,13 @@ class ChunkRunner:
         if verdict.go and pending:
             tasks = [
                 asyncio.create_task(self._batch(list(ids), list(tags)))
-                for ids, tags in self._id_batches(pending)
+                for ids, tags in await self._plan_batches(pending)
             ]
             await asyncio.gather(*tasks)
+            if self._listing is None and self._failed_batches and self.index is not None:
+                self._listing = asyncio.create_task(self._maybe_list_region())
+            if self._listing is not None:
+                await self._listing
             verdict = await self.controls.verdict(fresh=True)
         await self.store.flush()
         await self._write_call_counts()
@@ -183,6 +211,45 @@ class ChunkRunner:
             self.report.paused = verdict.paused
         self.report.recorded = self.store.recorded
         return self.report
+
+    async def _plan_batches(self, ids: list[str]) -> list[tuple[Sequence[str], Sequence[Tag]]]:
+        """Full batches, except that once the region is listed (existence.py) the ids it
+        does not list go one by one."""
+        if self.index is not None and len(ids) > 1:
+            listed = await self.index.lookup(ids)
+            if listed is not None:
+                found, other = partition(ids, listed)
+                return self._id_batches(found) + [([rid], self.chunk.tags) for rid in other]
+        return self._id_batches(ids)
+
+    async def _maybe_list_region(self) -> None:
+        assert self.index is not None and self.list_page is not None
+        if await self.index.decided():
+            return
+        chunk = self.chunk
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.hget(campaign_key(chunk.campaign_id), "targets")
+        pipe.hmget(
+            oc.counts_key(chunk.campaign_id),
+            [f"{chunk.target_no}:{status}" for status in oc.FINAL_STATUSES],
+        )
+        raw_targets, counts = await pipe.execute()
+        targets = json.loads(raw_targets or "[]")
+        if chunk.target_no >= len(targets):
+            return
+        remaining = int(targets[chunk.target_no]["resources"]) - sum(int(c or 0) for c in counts)
+        share = self._failed_batches / max(self._batches, 1)
+        per_call = self.rules.max_resources_per_call
+        built = await self.index.build(
+            self.list_page, self.limiter,
+            lambda total: worth_listing(total, remaining, share, per_call), self.deadline,
+        )  # fmt: skip
+        if built:
+            log.info(
+                "region listed: missing ids are common",
+                extra={"campaign": chunk.campaign_id, "target": chunk.target.label,
+                       "failed_batch_share": round(share, 3), "remaining": remaining},
+            )  # fmt: skip
 
     def _id_batches(self, ids: list[str]) -> list[tuple[Sequence[str], Sequence[Tag]]]:
         # Alibaba takes up to 20 tags a call; a resource with more tags needs several calls,
@@ -213,8 +280,18 @@ class ChunkRunner:
 
     async def _settle(self, ids: list[str], tags: list[Tag]) -> dict[str, tuple[CallResult, int]]:
         result, attempts = await self._call(ids, tags)
+        if len(ids) > 1:
+            self._batches += 1
         if result.outcome is not Outcome.NOT_FOUND or len(ids) == 1:
             return {rid: (result, attempts) for rid in ids}
+        self._failed_batches += 1
+        if (
+            self.index is not None
+            and self._listing is None
+            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
+        ):
+            # List the region alongside this chunk's own calls (they share the limiter).
+            self._listing = asyncio.create_task(self._maybe_list_region())
         tries: dict[str, int] = {}
 
         async def probe(group: Sequence[str]) -> CallResult:

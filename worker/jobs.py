@@ -22,7 +22,7 @@ from producer.submit import JOB_RETRIES, TAG_JOB
 from providers.catalog import PROVIDERS
 from providers.http import new_session
 from worker.control import parked_key
-from worker.engine import Chunk, ChunkReport, ChunkRunner, make_tag_call
+from worker.engine import Chunk, ChunkReport, ChunkRunner, make_key_lister, make_tag_call
 from worker.reconcile import jobs_key
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ async def tag_chunk(
     try:
         async with new_session() as session:
             runner = ChunkRunner(
-                chunk, conn, make_tag_call(chunk.target, session), deadline=deadline
-            )
+                chunk, conn, make_tag_call(chunk.target, session), deadline=deadline,
+                list_page=make_key_lister(chunk.target, session),
+            )  # fmt: skip
             report = await runner.run()
     finally:
         await conn.aclose()

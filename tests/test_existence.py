@@ -1,0 +1,101 @@
+"""Listing a region once when missing ids prove common (worker/existence.py)."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from emulator.ids import aliyun_key_id
+from emulator.inventory import GenerateSpec, Inventory
+from producer.campaign import TargetFields
+from tests.worker_harness import (
+    assert_counters_equal_records,
+    credentials_file,
+    emulator,
+    outcomes,
+    run_workers,
+    submit_ids,
+)
+from worker.existence import partition, worth_listing
+from worker.reconcile import jobs_key
+
+REGION = "cn-hangzhou"
+ALI = TargetFields("aliyun", "emu", REGION, None, "key")
+
+
+def test_listing_pays_only_when_missing_ids_are_common_and_the_region_is_small() -> None:
+    # 20,000 resources left, 40 % of batches failing: isolating costs ~1,056 calls.
+    assert worth_listing(total_keys=25_000, remaining=20_000, failed_share=0.4, per_call=50)
+    # The same in a region of 1,000,000 keys: 10,000 calls of listing do not pay.
+    assert not worth_listing(1_000_000, 20_000, 0.4, 50)
+    # Rare misses: a few failed batches do not pay for listing either.
+    assert not worth_listing(25_000, 20_000, 0.01, 50)
+
+
+def test_partition_keeps_input_order() -> None:
+    assert partition(["a", "b", "c", "d"], [True, False, True, False]) == (["a", "c"], ["b", "d"])
+
+
+def test_after_the_first_chunk_lists_the_region_later_chunks_spend_no_call_on_isolation(
+    redis_url: str, tmp_path: Path
+) -> None:
+    existing, missing, chunk = 1_000, 100, 250
+    ids = [aliyun_key_id(REGION, n) for n in range(existing + missing)]
+    random.Random(4).shuffle(ids)
+    conn = redis.Redis.from_url(redis_url)
+    with emulator(Inventory.generated(GenerateSpec("aliyun", REGION, "key", existing))) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        submit_ids(conn, "stale", ALI, ids, chunk_size=chunk)
+        run_workers(redis_url, creds)  # one worker: chunks run one after the other
+        stats = emu.call(emu.emulator.stats.snapshot)
+        state = emu.call(lambda: emu.emulator.state("aliyun", REGION, "key", tagged_only=True))
+    calls = {(row["action"], row["outcome"]): row["count"] for row in stats["calls"]}
+    tag_calls = sum(n for (action, _), n in calls.items() if action == "TagResources")
+    # The region was listed once, 100 keys a page.
+    assert sum(n for (action, _), n in calls.items() if action == "ListKeys") == existing // 100
+    # After the first chunk, listed ids went in full batches (never failing) and the
+    # unlisted (missing) ones one call each: exactly this many calls per chunk.
+    is_missing = {aliyun_key_id(REGION, n) for n in range(existing, existing + missing)}
+    per_chunk = []
+    for job_id in sorted(m.decode() for m in conn.smembers(jobs_key("stale"))):
+        result = Job.fetch(job_id, connection=conn, serializer=JSONSerializer).return_value()
+        per_chunk.append(result["calls"])
+    expected_later = []
+    for start in range(chunk, len(ids), chunk):
+        part = ids[start : start + chunk]
+        gone = sum(rid in is_missing for rid in part)
+        expected_later.append(math.ceil((len(part) - gone) / 50) + gone)
+    assert per_chunk[1:] == expected_later
+    assert per_chunk[0] > 5  # the first chunk isolated its missing ids by splitting
+    assert sum(per_chunk) == tag_calls
+    found = outcomes(conn, "stale")
+    assert {rid for rid, o in found.items() if o.status == "not_found"} == is_missing
+    assert {rid for rid, o in found.items() if o.status == "tagged"} == set(ids) - is_missing
+    assert len(state["resources"]["aliyun"][REGION]["key"]) == existing
+    assert_counters_equal_records(conn, "stale")
+
+
+def test_a_region_too_large_to_list_costs_one_page_for_the_whole_campaign(
+    redis_url: str, tmp_path: Path
+) -> None:
+    ids = [aliyun_key_id(REGION, n) for n in range(200)] + [
+        aliyun_key_id(REGION, 30_000 + n) for n in range(20)
+    ]
+    random.Random(5).shuffle(ids)
+    conn = redis.Redis.from_url(redis_url)
+    inv = Inventory.generated(GenerateSpec("aliyun", REGION, "key", 20_000))
+    with emulator(inv) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        submit_ids(conn, "big-region", ALI, ids, chunk_size=100)
+        run_workers(redis_url, creds)
+        stats = emu.call(emu.emulator.stats.snapshot)
+    listed = sum(row["count"] for row in stats["calls"] if row["action"] == "ListKeys")
+    assert listed == 1  # the first page's TotalCount said no; later chunks did not ask again
+    found = outcomes(conn, "big-region")
+    assert sum(o.status == "not_found" for o in found.values()) == 20
+    assert sum(o.status == "tagged" for o in found.values()) == 200
