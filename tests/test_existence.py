@@ -28,13 +28,15 @@ REGION = "cn-hangzhou"
 ALI = TargetFields("aliyun", "emu", REGION, None, "key")
 
 
-def test_listing_pays_only_when_missing_ids_are_common_and_the_region_is_small() -> None:
-    # 20,000 resources left, 40 % of batches failing: isolating costs ~1,056 calls.
-    assert worth_listing(total_keys=25_000, remaining=20_000, failed_share=0.4, per_call=50)
+def test_listing_pays_only_when_missing_ids_cost_many_calls_and_the_region_is_small() -> None:
+    # 20,000 resources left, 40 % of batches failing at 6.6 calls each: ~1,056 extra calls.
+    assert worth_listing(total_keys=25_000, remaining=20_000, extra_calls_per_batch=0.4 * 6.6,
+                         per_call=50)  # fmt: skip
     # The same in a region of 1,000,000 keys: 10,000 calls of listing do not pay.
-    assert not worth_listing(1_000_000, 20_000, 0.4, 50)
-    # Rare misses: a few failed batches do not pay for listing either.
-    assert not worth_listing(25_000, 20_000, 0.01, 50)
+    assert not worth_listing(1_000_000, 20_000, 0.4 * 6.6, 50)
+    # Rare misses, or answers that name the missing id (1 extra call): no listing.
+    assert not worth_listing(25_000, 20_000, 0.01 * 6.6, 50)
+    assert not worth_listing(25_000, 20_000, 0.4 * 1, 50)
 
 
 def test_partition_keeps_input_order() -> None:

@@ -26,9 +26,6 @@ from worker.limiter import LimitKey, SharedLimiter
 
 # providers.md §2.6: ListKeys PageSize 1-100.
 PAGE_SIZE = 100
-# Generalized binary splitting for one missing id in 50 (docs/benchmarks.md, calls spent on
-# missing ids).
-EXTRA_CALLS_PER_FAILED_BATCH = 6.6
 INDEX_TTL_S = 3600
 DECLINED_TTL_S = 600
 # A chunk decides as soon as this many of its batches have failed on a missing id, and lists
@@ -40,12 +37,15 @@ _SENTINEL = ""
 ListPage = Callable[[int], Awaitable[tuple[CallResult, list[str], int]]]
 
 
-def worth_listing(total_keys: int, remaining: int, failed_share: float, per_call: int) -> bool:
+def worth_listing(
+    total_keys: int, remaining: int, extra_calls_per_batch: float, per_call: int
+) -> bool:
     """Whether listing the region (``total_keys / 100`` calls) is expected to cost less than
-    half of what isolating missing ids in the ``remaining`` resources would."""
+    half of what finding missing ids among the ``remaining`` resources would, at
+    ``extra_calls_per_batch`` (the share of failing batches times what one costs to settle,
+    about 6.6 calls when the answer names no id)."""
     listing = math.ceil(max(total_keys, 1) / PAGE_SIZE)
-    isolating = remaining / per_call * failed_share * EXTRA_CALLS_PER_FAILED_BATCH
-    return listing < isolating / 2
+    return listing < remaining / per_call * extra_calls_per_batch / 2
 
 
 def partition(ids: Sequence[str], listed: Sequence[bool]) -> tuple[list[str], list[str]]:
