@@ -37,6 +37,7 @@ from worker.callstats import CallCounter
 from worker.control import Controls
 from worker.existence import (
     FAILED_BATCHES_TO_DECIDE,
+    ISOLATION_CALLS_PER_BATCH,
     PAGE_SIZE,
     ExistenceIndex,
     ListPage,
@@ -190,7 +191,7 @@ class ChunkRunner:
                 for ids, tags in await self._plan_batches(pending)
             ]
             await asyncio.gather(*tasks)
-            if self._listing is None and self._isolated_batches and self.index is not None:
+            if self._listing is None and self._failed_batches and self.index is not None:
                 self._listing = asyncio.create_task(self._maybe_list_region())
             if self._listing is not None:
                 await self._listing
@@ -240,9 +241,14 @@ class ChunkRunner:
             return
         remaining = int(targets[chunk.target_no]["resources"]) - sum(int(c or 0) for c in counts)
         share = self._failed_batches / max(self._batches, 1)
-        # What a failed batch has really cost here: about 6.6 calls when the answer names no
-        # id, 1 when it does (then listing rarely pays).
-        extra = self._isolation_calls / max(self._isolated_batches, 1)
+        # What a failed batch costs to settle: what it has cost here if one was settled
+        # already (1 call when the answer names the id, where listing rarely pays), else
+        # generalized binary splitting's 6.6 for one missing id in 50.
+        extra = (
+            self._isolation_calls / self._isolated_batches
+            if self._isolated_batches
+            else ISOLATION_CALLS_PER_BATCH
+        )
         per_call = self.rules.max_resources_per_call
         built = await self.index.build(
             self.list_page, self.limiter,
@@ -262,7 +268,21 @@ class ChunkRunner:
         return [(ids[i : i + per_call], self.chunk.tags) for i in range(0, len(ids), per_call)]
 
     async def _batch(self, ids: list[str], tags: list[Tag]) -> None:
-        """Tag one provider batch of ids with every tag, and record each id's outcome."""
+        """Tag one provider batch of ids with every tag, and record each id's outcome.
+
+        Once this chunk has met missing ids, a batch first asks whether the region has been
+        listed since the chunk began (another chunk may have listed it): if so, its
+        unlisted ids go one by one instead of failing the whole batch."""
+        if self.index is not None and self._failed_batches and len(ids) > 1:
+            listed = await self.index.lookup(ids)
+            if listed is not None and not all(listed):
+                found, other = partition(ids, listed)
+                parts = ([found] if found else []) + [[rid] for rid in other]
+                await asyncio.gather(*(self._tag_batch(part, tags) for part in parts))
+                return
+        await self._tag_batch(ids, tags)
+
+    async def _tag_batch(self, ids: list[str], tags: list[Tag]) -> None:
         settled: dict[str, tuple[CallResult, int]] = {}
         todo = ids
         for tag_slice in tag_slices(self.rules, tags):
@@ -289,6 +309,13 @@ class ChunkRunner:
         if result.outcome is not Outcome.NOT_FOUND or len(ids) == 1:
             return {rid: (result, attempts) for rid in ids}
         self._failed_batches += 1
+        if (
+            self.index is not None
+            and self._listing is None
+            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
+        ):
+            # List the region alongside this chunk's own calls (they share the limiter).
+            self._listing = asyncio.create_task(self._maybe_list_region())
         tries: dict[str, int] = {}
 
         async def probe(group: Sequence[str]) -> CallResult:
@@ -300,13 +327,6 @@ class ChunkRunner:
         found = await isolate(ids, result, probe)
         self._isolated_batches += 1
         self._isolation_calls += found.calls
-        if (
-            self.index is not None
-            and self._listing is None
-            and self._isolated_batches >= FAILED_BATCHES_TO_DECIDE
-        ):
-            # List the region alongside this chunk's own calls (they share the limiter).
-            self._listing = asyncio.create_task(self._maybe_list_region())
         return {rid: (found.results[rid], tries.get(rid, attempts)) for rid in ids}
 
     async def _write_call_counts(self) -> None:

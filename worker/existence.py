@@ -26,6 +26,9 @@ from worker.limiter import LimitKey, SharedLimiter
 
 # providers.md §2.6: ListKeys PageSize 1-100.
 PAGE_SIZE = 100
+# Generalized binary splitting for one missing id in 50 (docs/benchmarks.md, calls spent on
+# missing ids).
+ISOLATION_CALLS_PER_BATCH = 6.6
 INDEX_TTL_S = 3600
 DECLINED_TTL_S = 600
 # A chunk decides as soon as this many of its batches have failed on a missing id, and lists
