@@ -21,22 +21,23 @@ from tests.worker_harness import (
     run_workers,
     submit_ids,
 )
-from worker.existence import partition, worth_listing
+from worker.existence import missing_ids_cost_enough, partition, small_enough
 from worker.reconcile import jobs_key
 
 REGION = "cn-hangzhou"
 ALI = TargetFields("aliyun", "emu", REGION, None, "key")
 
 
-def test_listing_pays_only_when_missing_ids_cost_many_calls_and_the_region_is_small() -> None:
-    # 20,000 resources left, 40 % of batches failing at 6.6 calls each: ~1,056 extra calls.
-    assert worth_listing(total_keys=25_000, remaining=20_000, extra_calls_per_batch=0.4 * 6.6,
-                         per_call=50)  # fmt: skip
-    # The same in a region of 1,000,000 keys: 10,000 calls of listing do not pay.
-    assert not worth_listing(1_000_000, 20_000, 0.4 * 6.6, 50)
+def test_listing_pays_only_when_missing_ids_cost_calls_and_the_region_is_small() -> None:
+    # 40 % of batches failing at 6.6 calls each: 2.6 extra calls per batch.
+    assert missing_ids_cost_enough(failed_share=0.4, calls_per_failed_batch=6.6)
     # Rare misses, or answers that name the missing id (1 extra call): no listing.
-    assert not worth_listing(25_000, 20_000, 0.01 * 6.6, 50)
-    assert not worth_listing(25_000, 20_000, 0.4 * 1, 50)
+    assert not missing_ids_cost_enough(0.05, 6.6)
+    assert not missing_ids_cost_enough(0.4, 1.0)
+    # 250 pages against ~1,050 extra calls for 20,000 resources left: list.
+    assert small_enough(total_keys=25_000, remaining=20_000, per_call=50, extra_per_batch=2.6)
+    # 10,000 pages in a region of 1,000,000 keys: never, even at full cost.
+    assert not small_enough(1_000_000, 20_000, 50, 6.6)
 
 
 def test_partition_keeps_input_order() -> None:

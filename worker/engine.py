@@ -41,8 +41,9 @@ from worker.existence import (
     PAGE_SIZE,
     ExistenceIndex,
     ListPage,
+    missing_ids_cost_enough,
     partition,
-    worth_listing,
+    small_enough,
 )
 from worker.isolation import isolate
 from worker.limiter import LimitKey, SharedLimiter
@@ -241,18 +242,23 @@ class ChunkRunner:
             return
         remaining = int(targets[chunk.target_no]["resources"]) - sum(int(c or 0) for c in counts)
         share = self._failed_batches / max(self._batches, 1)
-        # What a failed batch costs to settle: what it has cost here if one was settled
-        # already (1 call when the answer names the id, where listing rarely pays), else
-        # generalized binary splitting's 6.6 for one missing id in 50.
+        # What a failed batch costs to settle: what it has cost here (1 call when the answer
+        # names the id), else generalized binary splitting's 6.6 for one missing id in 50.
         extra = (
             self._isolation_calls / self._isolated_batches
             if self._isolated_batches
             else ISOLATION_CALLS_PER_BATCH
         )
+        if not missing_ids_cost_enough(share, extra):
+            return
         per_call = self.rules.max_resources_per_call
         built = await self.index.build(
             self.list_page, self.limiter,
-            lambda total: worth_listing(total, remaining, share * extra, per_call), self.deadline,
+            worth=lambda total: small_enough(total, remaining, per_call, share * extra),
+            # Too large even if every batch failed at full cost: no chunk need ask again.
+            never=lambda total: not small_enough(total, remaining, per_call,
+                                                 ISOLATION_CALLS_PER_BATCH),
+            deadline=self.deadline,
         )  # fmt: skip
         if built:
             log.info(
@@ -309,13 +315,6 @@ class ChunkRunner:
         if result.outcome is not Outcome.NOT_FOUND or len(ids) == 1:
             return {rid: (result, attempts) for rid in ids}
         self._failed_batches += 1
-        if (
-            self.index is not None
-            and self._listing is None
-            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
-        ):
-            # List the region alongside this chunk's own calls (they share the limiter).
-            self._listing = asyncio.create_task(self._maybe_list_region())
         tries: dict[str, int] = {}
 
         async def probe(group: Sequence[str]) -> CallResult:
@@ -327,6 +326,13 @@ class ChunkRunner:
         found = await isolate(ids, result, probe)
         self._isolated_batches += 1
         self._isolation_calls += found.calls
+        if (
+            self.index is not None
+            and self._listing is None
+            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
+        ):
+            # List the region alongside this chunk's own calls (they share the limiter).
+            self._listing = asyncio.create_task(self._maybe_list_region())
         return {rid: (found.results[rid], tries.get(rid, attempts)) for rid in ids}
 
     async def _write_call_counts(self) -> None:

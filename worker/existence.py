@@ -31,6 +31,7 @@ PAGE_SIZE = 100
 ISOLATION_CALLS_PER_BATCH = 6.6
 INDEX_TTL_S = 3600
 DECLINED_TTL_S = 600
+CONCURRENT_PAGES = 8  # as many as a chunk's calls in flight (engine.MAX_IN_FLIGHT)
 # A chunk decides as soon as this many of its batches have failed on a missing id, and lists
 # while it goes on tagging, so that the region's other chunks benefit early.
 FAILED_BATCHES_TO_DECIDE = 2
@@ -40,15 +41,16 @@ _SENTINEL = ""
 ListPage = Callable[[int], Awaitable[tuple[CallResult, list[str], int]]]
 
 
-def worth_listing(
-    total_keys: int, remaining: int, extra_calls_per_batch: float, per_call: int
-) -> bool:
-    """Whether listing the region (``total_keys / 100`` calls) is expected to cost less than
-    half of what finding missing ids among the ``remaining`` resources would, at
-    ``extra_calls_per_batch`` (the share of failing batches times what one costs to settle,
-    about 6.6 calls when the answer names no id)."""
-    listing = math.ceil(max(total_keys, 1) / PAGE_SIZE)
-    return listing < remaining / per_call * extra_calls_per_batch / 2
+def missing_ids_cost_enough(failed_share: float, calls_per_failed_batch: float) -> bool:
+    """Whether missing ids cost enough extra calls per batch for a listing to have a chance:
+    not when they are rare, nor when answers name the missing id (one extra call each)."""
+    return failed_share * calls_per_failed_batch >= 0.5
+
+
+def small_enough(total_keys: int, remaining: int, per_call: int, extra_per_batch: float) -> bool:
+    """Whether listing the region (``total_keys / 100`` calls) costs at most half of what
+    ``extra_per_batch`` extra calls for each batch of the ``remaining`` resources would."""
+    return math.ceil(max(total_keys, 1) / PAGE_SIZE) <= remaining / per_call * extra_per_batch / 2
 
 
 def partition(ids: Sequence[str], listed: Sequence[bool]) -> tuple[list[str], list[str]]:
@@ -74,6 +76,21 @@ class ExistenceIndex:
         """Listed already, or found not worth listing a short while ago."""
         return bool(await self._conn.exists(self.key, self._declined))
 
+    async def _page(
+        self, list_page: ListPage, limiter: SharedLimiter, page: int, deadline: float | None
+    ) -> tuple[list[str], int] | None:
+        """One page, retried on throttling; None when it cannot be had."""
+        for throttles in range(10):
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            await limiter.acquire()
+            result, keys, total = await list_page(page)
+            if result.outcome is not Outcome.THROTTLED:
+                return (keys, total) if result.ok else None
+            await limiter.throttled()
+            await asyncio.sleep(0.2 * (throttles + 1))
+        return None
+
     @property
     def _declined(self) -> str:
         return f"{self.key}:declined"
@@ -83,38 +100,44 @@ class ExistenceIndex:
         list_page: ListPage,
         limiter: SharedLimiter,
         worth: Callable[[int], bool],
+        never: Callable[[int], bool],
         deadline: float | None,
     ) -> bool:
-        """List every key through the shared limiter, if no one else is and ``worth(total)``
-        says so after the first page; the list appears whole or not at all."""
+        """List every key through the shared limiter, unless someone else is, or the first
+        page's total says it does not pay: ``never(total)`` is remembered for
+        ``DECLINED_TTL_S``, ``worth(total)`` (from this chunk's evidence) is not. The other
+        pages go ``CONCURRENT_PAGES`` at a time; the list appears whole or not at all."""
         lock, staging = f"{self.key}:building", f"{self.key}:staging"
         if not await self._conn.set(lock, "1", nx=True, ex=600):
             return False
         try:
             await self._conn.delete(staging)
             await self._conn.sadd(staging, _SENTINEL)
-            page, throttles = 1, 0
-            while True:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return False
-                await limiter.acquire()
-                result, keys, total = await list_page(page)
-                if result.outcome is Outcome.THROTTLED and throttles < 10:
-                    throttles += 1
-                    await limiter.throttled()
-                    await asyncio.sleep(0.2 * throttles)
-                    continue
-                if not result.ok:
-                    return False
-                if page == 1 and not worth(total):
-                    # Chunks that see missing ids later need not pay a page to learn it.
-                    await self._conn.set(self._declined, total, ex=DECLINED_TTL_S)
-                    return False
-                if keys:
-                    await self._conn.sadd(staging, *keys)
-                if not keys or page * PAGE_SIZE >= total:
-                    break
-                page += 1
+            first = await self._page(list_page, limiter, 1, deadline)
+            if first is None:
+                return False
+            keys, total = first
+            if never(total):
+                # Chunks that see missing ids later need not pay a page to learn it.
+                await self._conn.set(self._declined, total, ex=DECLINED_TTL_S)
+                return False
+            if not worth(total):
+                return False
+            slots = asyncio.Semaphore(CONCURRENT_PAGES)
+
+            async def fetch(page: int) -> list[str] | None:
+                async with slots:
+                    got = await self._page(list_page, limiter, page, deadline)
+                return None if got is None else got[0]
+
+            pages = await asyncio.gather(
+                *(fetch(n) for n in range(2, math.ceil(total / PAGE_SIZE) + 1))
+            )
+            if any(page is None for page in pages):
+                return False
+            for found in (keys, *pages):
+                if found:
+                    await self._conn.sadd(staging, *found)
             pipe = self._conn.pipeline(transaction=True)
             pipe.rename(staging, self.key)
             pipe.expire(self.key, INDEX_TTL_S)
