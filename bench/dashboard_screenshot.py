@@ -3,9 +3,9 @@
     .venv/bin/python bench/dashboard_screenshot.py [--out docs/dashboard.png] [--after 25]
 
 Runs what `bulktag demo` runs (a private Redis, the emulator with the demo inventory and the
-providers' rate limits, a worker per target, the 20,000-resource campaign), plus `bulktag dashboard`,
-and photographs the page in headless Chromium (/usr/bin/chromium) once the campaign has run
-for ``--after`` seconds. Everything it started is stopped at the end.
+providers' rate limits, a worker per target, the 20,000-resource campaign), plus
+`bulktag dashboard`, and photographs the page in headless Chromium (/usr/bin/chromium)
+once the campaign has run for ``--after`` seconds. Everything it started is stopped at the end.
 """
 
 from __future__ import annotations
