@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -40,28 +38,18 @@ from providers.catalog import PROVIDERS
 from providers.huawei.client import HuaweiKmsClient
 from providers.results import CallResult, Outcome
 from worker.limiter import LimitKey, SharedLimiter
+from worker.listing import (
+    ALIYUN_PAGE_SIZE,
+    LimitedCaller,
+    ListingFailed,
+    aliyun_key_ids,
+    check,
+)
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-ALIYUN_PAGE_SIZE = 100  # ListKeys / ListSecrets PageSize maximum (providers.md §2.6)
 ALIYUN_TAG_BATCH = 50  # ListTagResources ResourceId maximum (providers.md §2.6)
 HUAWEI_PAGE_SIZE = 1000  # list-keys limit is 1-2000 (providers.md §3.3)
-# Calls in flight per target; the limiter paces them, this only bounds the waiting ones.
-IN_FLIGHT = 8
-ATTEMPTS = 6
-BACKOFF_BASE_S = 0.2
-BACKOFF_CAP_S = 20.0
-
-
-class DiscoveryFailed(Exception):
-    """A listing call failed for good (authentication, permission, retries spent)."""
-
-    def __init__(self, action: str, result: CallResult) -> None:
-        self.action = action
-        self.result = result
-        super().__init__(f"{action}: {result.code or result.outcome}: {result.message or ''}")
 
 
 @dataclass
@@ -70,39 +58,6 @@ class TargetDiscovery:
     resources: list[Found] = field(default_factory=list)
     calls: int = 0
     error: str | None = None
-
-
-class _Caller:
-    """One target's calls: a limiter slot each, a bound on those in flight, retries."""
-
-    def __init__(self, limiter: SharedLimiter) -> None:
-        self._limiter = limiter
-        self._slots = asyncio.Semaphore(IN_FLIGHT)
-        self.calls = 0
-
-    async def __call__(
-        self, action: str, send: Callable[[], Awaitable[tuple[CallResult, T]]]
-    ) -> tuple[CallResult, T]:
-        async with self._slots:
-            for attempt in range(ATTEMPTS):
-                await self._limiter.acquire()
-                self.calls += 1
-                result, value = await send()
-                if result.outcome is Outcome.THROTTLED:
-                    await self._limiter.throttled()
-                if not result.outcome.retryable or attempt == ATTEMPTS - 1:
-                    return result, value
-                # Full jitter (the workers' policy); the provider's own hint wins.
-                delay = result.retry_after or random.uniform(
-                    0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
-                )
-                await asyncio.sleep(delay)
-            raise AssertionError("unreachable")
-
-
-def _ok(action: str, result: CallResult) -> None:
-    if not result.ok:
-        raise DiscoveryFailed(action, result)
 
 
 async def discover(
@@ -115,7 +70,7 @@ async def discover(
     limiter = SharedLimiter(
         conn, LimitKey(t.provider, t.profile, t.location), rules.default_rate_per_second
     )
-    call = _Caller(limiter)
+    call = LimitedCaller(limiter)
     outcome = TargetDiscovery(target)
     try:
         if t.provider == "aliyun":
@@ -125,7 +80,10 @@ async def discover(
             else:
                 ids = list(target.ids) if target.ids is not None else None
                 if ids is None:
-                    ids = await _aliyun_key_ids(aliyun, call)
+                    ids = (
+                        await aliyun_key_ids(lambda n: aliyun.list_keys(n, ALIYUN_PAGE_SIZE), call)
+                        or []
+                    )
                 outcome.resources = await _aliyun_tags(aliyun, call, t.resource_type, ids)
         else:
             assert t.project is not None
@@ -134,7 +92,7 @@ async def discover(
             )
             ids = list(target.ids) if target.ids is not None else await _huawei_ids(huawei, call)
             outcome.resources = await _huawei_tags(huawei, call, ids)
-    except DiscoveryFailed as exc:
+    except ListingFailed as exc:
         outcome.error = str(exc)
         outcome.resources = []
         log.warning("discovery failed", extra={"target": target.key, "error": str(exc)})
@@ -142,29 +100,8 @@ async def discover(
     return outcome
 
 
-async def _aliyun_key_ids(client: AliyunKmsClient, call: _Caller) -> list[str]:
-    def page(number: int) -> Callable[[], Awaitable[tuple[CallResult, tuple[list[str], int]]]]:
-        async def send() -> tuple[CallResult, tuple[list[str], int]]:
-            result, keys, total = await client.list_keys(number, ALIYUN_PAGE_SIZE)
-            return result, (keys, total)
-
-        return send
-
-    result, (first, total) = await call("ListKeys", page(1))
-    _ok("ListKeys", result)
-    pages = math.ceil(total / ALIYUN_PAGE_SIZE)
-    # TotalCount from the first page lets the other pages be fetched concurrently.
-    rest = await asyncio.gather(*(call("ListKeys", page(n)) for n in range(2, pages + 1)))
-    ids = list(first)
-    for result, (keys, _) in rest:
-        _ok("ListKeys", result)
-        ids += keys
-    # A key created or deleted while paging shifts the pages: never report one twice.
-    return list(dict.fromkeys(ids))
-
-
 async def _aliyun_tags(
-    client: AliyunKmsClient, call: _Caller, resource_type: str, ids: Sequence[str]
+    client: AliyunKmsClient, call: LimitedCaller, resource_type: str, ids: Sequence[str]
 ) -> list[Found]:
     async def batch(chunk: Sequence[str]) -> dict[str, dict[str, str]]:
         held: dict[str, dict[str, str]] = {rid: {} for rid in chunk}
@@ -180,7 +117,7 @@ async def _aliyun_tags(
                 return result, (rows, following)
 
             result, (rows, token) = await call("ListTagResources", send)
-            _ok("ListTagResources", result)
+            check("ListTagResources", result)
             for rid, key, value in rows:
                 held.setdefault(rid, {})[key] = value
             if not token:
@@ -193,7 +130,7 @@ async def _aliyun_tags(
     return found
 
 
-async def _aliyun_secrets(client: AliyunKmsClient, call: _Caller) -> list[Found]:
+async def _aliyun_secrets(client: AliyunKmsClient, call: LimitedCaller) -> list[Found]:
     def page(number: int) -> Callable[[], Awaitable[tuple[CallResult, tuple[list[Found], int]]]]:
         async def send() -> tuple[CallResult, tuple[list[Found], int]]:
             result, secrets, total = await client.list_secrets(number, ALIYUN_PAGE_SIZE)
@@ -202,17 +139,17 @@ async def _aliyun_secrets(client: AliyunKmsClient, call: _Caller) -> list[Found]
         return send
 
     result, (first, total) = await call("ListSecrets", page(1))
-    _ok("ListSecrets", result)
+    check("ListSecrets", result)
     pages = math.ceil(total / ALIYUN_PAGE_SIZE)
     rest = await asyncio.gather(*(call("ListSecrets", page(n)) for n in range(2, pages + 1)))
     found = {f.resource_id: f for f in first}
     for result, (secrets, _) in rest:
-        _ok("ListSecrets", result)
+        check("ListSecrets", result)
         found.update((f.resource_id, f) for f in secrets)
     return list(found.values())
 
 
-async def _huawei_ids(client: HuaweiKmsClient, call: _Caller) -> list[str]:
+async def _huawei_ids(client: HuaweiKmsClient, call: LimitedCaller) -> list[str]:
     ids: list[str] = []
     marker: str | None = None
     while True:
@@ -225,13 +162,15 @@ async def _huawei_ids(client: HuaweiKmsClient, call: _Caller) -> list[str]:
 
         # The marker of a page comes from the previous one: these calls are sequential.
         result, (keys, marker) = await call("ListKeys", send)
-        _ok("ListKeys", result)
+        check("ListKeys", result)
         ids += keys
         if not marker:
             return list(dict.fromkeys(ids))
 
 
-async def _huawei_tags(client: HuaweiKmsClient, call: _Caller, ids: Sequence[str]) -> list[Found]:
+async def _huawei_tags(
+    client: HuaweiKmsClient, call: LimitedCaller, ids: Sequence[str]
+) -> list[Found]:
     async def one(key_id: str) -> Found:
         async def send() -> tuple[CallResult, list[tuple[str, str]]]:
             return await client.list_tags(key_id)
@@ -239,7 +178,7 @@ async def _huawei_tags(client: HuaweiKmsClient, call: _Caller, ids: Sequence[str
         result, tags = await call("ShowKmsTags", send)
         if result.outcome is Outcome.NOT_FOUND:
             return Found(key_id, None)
-        _ok("ShowKmsTags", result)
+        check("ShowKmsTags", result)
         return Found(key_id, dict(tags))
 
     return list(await asyncio.gather(*(one(k) for k in ids)))

@@ -38,15 +38,14 @@ from worker.control import Controls
 from worker.existence import (
     FAILED_BATCHES_TO_DECIDE,
     ISOLATION_CALLS_PER_BATCH,
-    PAGE_SIZE,
     ExistenceIndex,
-    ListPage,
     missing_ids_cost_enough,
     partition,
     small_enough,
 )
 from worker.isolation import isolate
 from worker.limiter import LimitKey, SharedLimiter
+from worker.listing import ALIYUN_PAGE_SIZE, KeyPage
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +137,14 @@ def make_tag_call(target: Target, session: aiohttp.ClientSession) -> TagCall:
     return huawei_call
 
 
-def make_key_lister(target: Target, session: aiohttp.ClientSession) -> ListPage | None:
+def make_key_lister(target: Target, session: aiohttp.ClientSession) -> KeyPage | None:
     """``ListKeys`` pages for the existence index; only Alibaba keys have batches to spare."""
     if target.provider != "aliyun" or target.resource_type != "key":
         return None
     aliyun = AliyunKmsClient(session, credentials.load_aliyun(target.profile), target.region)
 
     async def list_page(page: int) -> tuple[CallResult, list[str], int]:
-        return await aliyun.list_keys(page, PAGE_SIZE)
+        return await aliyun.list_keys(page, ALIYUN_PAGE_SIZE)
 
     return list_page
 
@@ -158,7 +157,7 @@ class ChunkRunner:
         tag_call: TagCall,
         policy: RetryPolicy | None = None,
         deadline: float | None = None,
-        list_page: ListPage | None = None,
+        list_page: KeyPage | None = None,
     ) -> None:
         self.chunk = chunk
         # Monotonic time after which no new call starts (the job's own timeout is near).

@@ -16,29 +16,24 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
 from bulktag.store import PREFIX
-from providers.results import CallResult, Outcome
 from worker.limiter import LimitKey, SharedLimiter
+from worker.listing import ALIYUN_PAGE_SIZE, KeyPage, LimitedCaller, ListingFailed, aliyun_key_ids
 
-# providers.md §2.6: ListKeys PageSize 1-100.
-PAGE_SIZE = 100
 # Generalized binary splitting for one missing id in 50 (docs/benchmarks.md, calls spent on
 # missing ids).
 ISOLATION_CALLS_PER_BATCH = 6.6
 INDEX_TTL_S = 3600
 DECLINED_TTL_S = 600
-CONCURRENT_PAGES = 8  # as many as a chunk's calls in flight (engine.MAX_IN_FLIGHT)
 # A chunk decides as soon as this many of its batches have failed on a missing id, and lists
 # while it goes on tagging, so that the region's other chunks benefit early.
 FAILED_BATCHES_TO_DECIDE = 2
 # Never a key id: keeps the set in existence when a region holds no key at all.
 _SENTINEL = ""
-
-ListPage = Callable[[int], Awaitable[tuple[CallResult, list[str], int]]]
 
 
 def missing_ids_cost_enough(failed_share: float, calls_per_failed_batch: float) -> bool:
@@ -50,7 +45,10 @@ def missing_ids_cost_enough(failed_share: float, calls_per_failed_batch: float) 
 def small_enough(total_keys: int, remaining: int, per_call: int, extra_per_batch: float) -> bool:
     """Whether listing the region (``total_keys / 100`` calls) costs at most half of what
     ``extra_per_batch`` extra calls for each batch of the ``remaining`` resources would."""
-    return math.ceil(max(total_keys, 1) / PAGE_SIZE) <= remaining / per_call * extra_per_batch / 2
+    return (
+        math.ceil(max(total_keys, 1) / ALIYUN_PAGE_SIZE)
+        <= remaining / per_call * extra_per_batch / 2
+    )
 
 
 def partition(ids: Sequence[str], listed: Sequence[bool]) -> tuple[list[str], list[str]]:
@@ -66,30 +64,16 @@ class ExistenceIndex:
         self.key = f"{PREFIX}:existing:{key.provider}:{key.profile}:{key.location}:{resource_type}"
 
     async def lookup(self, ids: Sequence[str]) -> list[bool] | None:
-        """Whether each id was listed; None when there is no list."""
-        if not ids or not await self._conn.exists(self.key):
+        """Whether each id was listed; None when there is no list. One round trip: the
+        sentinel, always in a list, says whether there is one."""
+        if not ids:
             return None
-        answers = await self._conn.smismember(self.key, list(ids))
-        return [bool(a) for a in answers]
+        present, *answers = await self._conn.smismember(self.key, [_SENTINEL, *ids])
+        return [bool(a) for a in answers] if present else None
 
     async def decided(self) -> bool:
         """Listed already, or found not worth listing a short while ago."""
         return bool(await self._conn.exists(self.key, self._declined))
-
-    async def _page(
-        self, list_page: ListPage, limiter: SharedLimiter, page: int, deadline: float | None
-    ) -> tuple[list[str], int] | None:
-        """One page, retried on throttling; None when it cannot be had."""
-        for throttles in range(10):
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            await limiter.acquire()
-            result, keys, total = await list_page(page)
-            if result.outcome is not Outcome.THROTTLED:
-                return (keys, total) if result.ok else None
-            await limiter.throttled()
-            await asyncio.sleep(0.2 * (throttles + 1))
-        return None
 
     @property
     def _declined(self) -> str:
@@ -97,7 +81,7 @@ class ExistenceIndex:
 
     async def build(
         self,
-        list_page: ListPage,
+        list_page: KeyPage,
         limiter: SharedLimiter,
         worth: Callable[[int], bool],
         never: Callable[[int], bool],
@@ -105,43 +89,36 @@ class ExistenceIndex:
     ) -> bool:
         """List every key through the shared limiter, unless someone else is, or the first
         page's total says it does not pay: ``never(total)`` is remembered for
-        ``DECLINED_TTL_S``, ``worth(total)`` (from this chunk's evidence) is not. The other
-        pages go ``CONCURRENT_PAGES`` at a time; the list appears whole or not at all."""
+        ``DECLINED_TTL_S``, ``worth(total)`` (from this chunk's evidence) is not. The list
+        appears whole or not at all."""
         lock, staging = f"{self.key}:building", f"{self.key}:staging"
         if not await self._conn.set(lock, "1", nx=True, ex=600):
             return False
-        try:
-            await self._conn.delete(staging)
-            await self._conn.sadd(staging, _SENTINEL)
-            first = await self._page(list_page, limiter, 1, deadline)
-            if first is None:
-                return False
-            keys, total = first
+        declined: list[int] = []
+
+        def wanted(total: int) -> bool:
             if never(total):
-                # Chunks that see missing ids later need not pay a page to learn it.
-                await self._conn.set(self._declined, total, ex=DECLINED_TTL_S)
-                return False
-            if not worth(total):
-                return False
-            slots = asyncio.Semaphore(CONCURRENT_PAGES)
+                declined.append(total)
+            return not declined and worth(total)
 
-            async def fetch(page: int) -> list[str] | None:
-                async with slots:
-                    got = await self._page(list_page, limiter, page, deadline)
-                return None if got is None else got[0]
-
-            pages = await asyncio.gather(
-                *(fetch(n) for n in range(2, math.ceil(total / PAGE_SIZE) + 1))
+        budget = None if deadline is None else deadline - time.monotonic()
+        try:
+            ids = await asyncio.wait_for(
+                aliyun_key_ids(list_page, LimitedCaller(limiter), wanted), budget
             )
-            if any(page is None for page in pages):
+            if declined:
+                # Chunks that see missing ids later need not pay a page to learn it.
+                await self._conn.set(self._declined, declined[0], ex=DECLINED_TTL_S)
+            if ids is None:
                 return False
-            for found in (keys, *pages):
-                if found:
-                    await self._conn.sadd(staging, *found)
             pipe = self._conn.pipeline(transaction=True)
+            pipe.delete(staging)
+            pipe.sadd(staging, _SENTINEL, *ids)
             pipe.rename(staging, self.key)
             pipe.expire(self.key, INDEX_TTL_S)
             await pipe.execute()
             return True
+        except (TimeoutError, ListingFailed):
+            return False
         finally:
             await self._conn.delete(staging, lock)
