@@ -24,13 +24,9 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from bulktag.connections import connect
-from bulktag.demo import demo_blocks, plan_for
+from bulktag.demo import demo_blocks, demo_emulator, plan_for
 from bulktag.embedded_redis import EmbeddedRedis
-from emulator.config import EmulatorConfig
-from emulator.inventory import GenerateSpec, Inventory
-from emulator.server import ThreadedEmulatorServer
 from producer.submit import SubmitOptions, submit
-from providers.catalog import PROVIDERS
 from worker.cli import spawn, stop
 
 log = logging.getLogger("dashboard_screenshot")
@@ -51,15 +47,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     plan = plan_for(args.resources)
-    inventory = Inventory.generated(*(
-        GenerateSpec(p, project or region, "key", existing)
-        for (p, region, project), (existing, _) in plan.items()
-    ))  # fmt: skip
-    limits = {p: rules.default_rate_per_second for p, rules in PROVIDERS.items()}
     with (
         tempfile.TemporaryDirectory(prefix="bulktag-shot-") as tmp,
         EmbeddedRedis(Path(tmp) / "redis") as server,
-        ThreadedEmulatorServer(EmulatorConfig(rate_limits=limits), inventory) as emulator,
+        demo_emulator(plan) as emulator,
     ):
         creds = Path(tmp) / "credentials.toml"
         creds.write_text(

@@ -84,20 +84,25 @@ def demo_blocks(plan: dict[tuple[str, str, str], tuple[int, int]]) -> list[IdBlo
     ]  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
-    console = Console()
-    plan = plan_for(args.resources)
+def demo_emulator(plan: dict[tuple[str, str, str], tuple[int, int]]) -> ThreadedEmulatorServer:
+    """The emulator with the demo's inventory and the providers' published rate limits."""
     inventory = Inventory.generated(*(
         GenerateSpec(p, project or region, "key", existing)
         for (p, region, project), (existing, _) in plan.items()
     ))  # fmt: skip
     limits = {p: rules.default_rate_per_second for p, rules in PROVIDERS.items()}
+    return ThreadedEmulatorServer(EmulatorConfig(rate_limits=limits), inventory)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    plan = plan_for(args.resources)
     workers: list[subprocess.Popen[bytes]] = []
     with (
         redis_for_command(
             args.redis_url, allow_embedded=True, force_embedded=args.embedded_redis
         ) as target,
-        ThreadedEmulatorServer(EmulatorConfig(rate_limits=limits), inventory) as emulator,
+        demo_emulator(plan) as emulator,
         tempfile.TemporaryDirectory(prefix="bulktag-demo-") as tmp,
     ):
         conn = connect(target.url)

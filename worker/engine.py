@@ -215,14 +215,19 @@ class ChunkRunner:
         return self.report
 
     async def _plan_batches(self, ids: list[str]) -> list[tuple[Sequence[str], Sequence[Tag]]]:
-        """Full batches, except that once the region is listed (existence.py) the ids it
-        does not list go one by one."""
-        if self.index is not None and len(ids) > 1:
-            listed = await self.index.lookup(ids)
-            if listed is not None:
-                found, other = partition(ids, listed)
-                return self._id_batches(found) + [([rid], self.chunk.tags) for rid in other]
-        return self._id_batches(ids)
+        parts = await self._split_by_listing(ids) or [ids]
+        return [batch for part in parts for batch in self._id_batches(part)]
+
+    async def _split_by_listing(self, ids: list[str]) -> list[list[str]] | None:
+        """Once the region is listed (existence.py): the listed ids together and every other
+        one alone; None when there is no list or nothing to split."""
+        if self.index is None or len(ids) < 2:
+            return None
+        listed = await self.index.lookup(ids)
+        if listed is None or all(listed):
+            return None
+        found, other = partition(ids, listed)
+        return ([found] if found else []) + [[rid] for rid in other]
 
     async def _maybe_list_region(self) -> None:
         assert self.index is not None and self.list_page is not None
@@ -278,13 +283,10 @@ class ChunkRunner:
         Once this chunk has met missing ids, a batch first asks whether the region has been
         listed since the chunk began (another chunk may have listed it): if so, its
         unlisted ids go one by one instead of failing the whole batch."""
-        if self.index is not None and self._failed_batches and len(ids) > 1:
-            listed = await self.index.lookup(ids)
-            if listed is not None and not all(listed):
-                found, other = partition(ids, listed)
-                parts = ([found] if found else []) + [[rid] for rid in other]
-                await asyncio.gather(*(self._tag_batch(part, tags) for part in parts))
-                return
+        parts = await self._split_by_listing(ids) if self._failed_batches else None
+        if parts is not None:
+            await asyncio.gather(*(self._tag_batch(part, tags) for part in parts))
+            return
         await self._tag_batch(ids, tags)
 
     async def _tag_batch(self, ids: list[str], tags: list[Tag]) -> None:
