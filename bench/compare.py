@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker_bench import free_port
+from worker_bench import free_port, start_emulator
 
 from emulator.ids import aliyun_key_id, huawei_key_id
 
@@ -93,7 +93,7 @@ def scenarios(resources: int, huawei_keys: int) -> dict[str, Scenario]:
 class Emulator:
     def __init__(self, scenario: Scenario) -> None:
         self.port = free_port()
-        args = ["--port", str(self.port), "--latency-ms", str(scenario.latency_ms),
+        args = ["--latency-ms", str(scenario.latency_ms),
                 "--jitter-ms", str(scenario.jitter_ms), "--seed", "1",
                 "--burst", str(max(1, int(scenario.true_rate)))]  # fmt: skip
         for loc in scenario.locations:
@@ -101,16 +101,7 @@ class Emulator:
         args += ["--rate-limit", f"{scenario.provider}={scenario.true_rate:g}"]
         for kind, rate in scenario.faults.items():
             args += ["--fault", f"{kind}={rate}"]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bulktag.cli", "--log-level", "WARNING", "emulator", *args]
-        )
-        for _ in range(300):
-            try:
-                self.get("/_emulator/health")
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the emulator did not start")
+        self.proc = start_emulator(self.port, args)
 
     @property
     def url(self) -> str:

@@ -43,6 +43,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_emulator(port: int, args: list[str]) -> subprocess.Popen[bytes]:
+    """``bulktag emulator`` in its own process, once it answers on ``port``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulktag.cli", "--log-level", "WARNING", "emulator",
+         "--port", str(port), *args],
+    )  # fmt: skip
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/health", timeout=5).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the emulator did not start")
+
+
 class Stack:
     """Redis, the emulator and a credentials profile, for one scenario."""
 
@@ -59,16 +75,7 @@ class Stack:
 
     def __enter__(self) -> Stack:
         self.url = self.redis.start()
-        self.emulator = subprocess.Popen(
-            [sys.executable, "-m", "bulktag.cli", "--log-level", "WARNING", "emulator",
-             "--port", str(self.port), *self.emulator_args],
-        )  # fmt: skip
-        for _ in range(200):
-            try:
-                self.get("/_emulator/health")
-                break
-            except OSError:
-                time.sleep(0.05)
+        self.emulator = start_emulator(self.port, self.emulator_args)
         return self
 
     def __exit__(self, *exc: object) -> None:
