@@ -1,6 +1,7 @@
 """What a user would run instead of bulktag, written as they would write it (bench/compare.py).
 
-Each ``run_*`` takes the spec compare.py wrote and returns (finished, seconds of work). They
+Each ``run_*`` takes the spec compare.py wrote and returns (finished, when its clock started
+as epoch seconds, seconds of work). They
 all get the same ids, endpoint and configured rate; none but bulktag shares a limiter
 between threads or processes, because none of the tools users pick has one (peers.md §1.3).
 """
@@ -140,10 +141,10 @@ def sdk_jobs(spec: dict[str, Any]) -> list[Callable[[], None]]:
     return jobs
 
 
-def run_sdk(spec: dict[str, Any], threads: int) -> tuple[bool, float]:
+def run_sdk(spec: dict[str, Any], threads: int) -> tuple[bool, float, float]:
     deadline = Deadline(spec["budget_s"])
     jobs = sdk_jobs(spec)
-    started = time.perf_counter()
+    started = time.time()
 
     def guarded(job: Callable[[], None]) -> None:
         if not deadline.passed():
@@ -155,7 +156,7 @@ def run_sdk(spec: dict[str, Any], threads: int) -> tuple[bool, float]:
     else:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(guarded, jobs))
-    return not deadline.hit, time.perf_counter() - started
+    return not deadline.hit, started, time.time() - started
 
 
 # --- a Cloud Custodian-style runner ---------------------------------------------------------
@@ -198,10 +199,10 @@ def _c7n_region(endpoint: str, provider: str, loc: str, ids: list[str], value: s
         list(pool.map(tag, batches))
 
 
-def run_custodian(spec: dict[str, Any]) -> tuple[bool, float]:
+def run_custodian(spec: dict[str, Any]) -> tuple[bool, float, float]:
     """c7n-org style: a process per region (account x region), each with its own backoff."""
     budget_at = time.time() + spec["budget_s"]
-    started = time.perf_counter()
+    started = time.time()
     procs = [
         multiprocessing.get_context("fork").Process(
             target=_c7n_region,
@@ -220,7 +221,7 @@ def run_custodian(spec: dict[str, Any]) -> tuple[bool, float]:
         p.start()
     for p in procs:
         p.join()
-    return time.time() < budget_at, time.perf_counter() - started
+    return time.time() < budget_at, started, time.time() - started
 
 
 # --- one call per resource on asyncio ---------------------------------------------------------
@@ -261,17 +262,17 @@ async def _async_single(spec: dict[str, Any], deadline: Deadline) -> None:
                                for rid in ids))  # fmt: skip
 
 
-def run_async_single(spec: dict[str, Any]) -> tuple[bool, float]:
+def run_async_single(spec: dict[str, Any]) -> tuple[bool, float, float]:
     deadline = Deadline(spec["budget_s"])
-    started = time.perf_counter()
+    started = time.time()
     asyncio.run(_async_single(spec, deadline))
-    return not deadline.hit, time.perf_counter() - started
+    return not deadline.hit, started, time.time() - started
 
 
 # --- bulktag ------------------------------------------------------------------------------
 
 
-def run_bulktag(spec: dict[str, Any]) -> tuple[bool, float]:
+def run_bulktag(spec: dict[str, Any]) -> tuple[bool, float, float]:
     """Workers already running, as in production; the clock runs from the submit to the last
     outcome. The private Redis and the workers are children of this process, so their CPU
     time and memory are counted."""
@@ -301,7 +302,7 @@ def run_bulktag(spec: dict[str, Any]) -> tuple[bool, float]:
         try:
             while len(conn.keys("rq:worker:*")) < spec["workers"]:
                 time.sleep(0.05)
-            started = time.perf_counter()
+            started = time.time()
             deadline = Deadline(spec["budget_s"])
             items = [
                 IdBlock(loc, TargetFields(provider, "bench",
@@ -317,17 +318,17 @@ def run_bulktag(spec: dict[str, Any]) -> tuple[bool, float]:
                     control.cancel(conn, "bench")
                     break
                 time.sleep(0.02)
-            wall = time.perf_counter() - started
+            wall = time.time() - started
         finally:
             for w in workers:
                 w.terminate()
             for w in workers:
                 w.wait()
             server.stop()
-    return not deadline.hit, wall
+    return not deadline.hit, started, wall
 
 
-def run(spec: dict[str, Any]) -> tuple[bool, float]:
+def run(spec: dict[str, Any]) -> tuple[bool, float, float]:
     contender = spec["contender"]
     if contender == "bulktag":
         return run_bulktag(spec)

@@ -350,6 +350,8 @@ def _enqueue(
             )  # fmt: skip
 
     active = [(group, chunks(group)) for group in groups]
+    # One chunk per region first: workers can start on every region while the rest is queued.
+    take = 1
     while active:
         still = []
         for group, source in active:
@@ -357,12 +359,12 @@ def _enqueue(
             queue = queues.get(name)
             if queue is None:
                 queue = queues[name] = Queue(name, connection=connection, serializer=JSONSerializer)
-            batch = list(itertools.islice(source, ENQUEUE_BATCH))
+            batch = list(itertools.islice(source, take))
             if batch:
                 flush(queue, batch)
                 done += len(batch)
                 still.append((group, source))
-        active = still
+        active, take = still, ENQUEUE_BATCH
         if options.on_enqueued is not None:
             options.on_enqueued(done, enqueued)
     return enqueued

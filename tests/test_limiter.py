@@ -76,10 +76,39 @@ async def test_burst_lets_that_many_calls_go_at_once_then_paces(redis_url: str) 
     await conn.aclose()
 
 
+async def test_default_burst_is_eight_tenths_of_a_second_of_the_rate(redis_url: str) -> None:
+    conn = aioredis.Redis.from_url(redis_url)
+    limiter = SharedLimiter(conn, KEY, 20.0)
+    waits = [(await limiter._run("acquire")).wait_s for _ in range(18)]
+    assert waits[:16] == [0] * 16  # 0.8 s of 20 calls/s
+    assert 0.04 <= waits[16] <= 0.06 and 0.09 <= waits[17] <= 0.11
+    await conn.aclose()
+
+
+async def test_a_throttle_during_a_burst_spends_the_burst_and_keeps_the_rate(
+    redis_url: str,
+) -> None:
+    conn = aioredis.Redis.from_url(redis_url)
+    limiter = SharedLimiter(conn, KEY, 20.0)
+    await limiter._run("acquire")  # 15 more could go at once
+    grant = await limiter.throttled()  # the provider's bucket is smaller than ours
+    assert grant.rate == 20.0
+    waits = [(await limiter._run("acquire")).wait_s for _ in range(3)]
+    for n, wait in enumerate(waits, start=1):  # paced from now on, no burst
+        assert abs(wait - n / 20.0) < 0.01
+    await conn.aclose()
+
+
+async def saturate(limiter: SharedLimiter, calls: int = 20) -> None:
+    """Reserve slots until callers would wait: the burst is spent."""
+    for _ in range(calls):
+        await limiter._run("acquire")
+
+
 async def test_throttling_cuts_the_shared_rate_once_per_cooldown(redis_url: str) -> None:
     conn = aioredis.Redis.from_url(redis_url)
     limiter = SharedLimiter(conn, KEY, 20.0)
-    await limiter.acquire()
+    await saturate(limiter)
     first = await limiter.throttled()
     second = await limiter.throttled()  # same burst of throttles: no second cut
     assert abs(first.rate - 20.0 * DECREASE) < 0.05
@@ -92,6 +121,7 @@ async def test_throttling_cuts_the_shared_rate_once_per_cooldown(redis_url: str)
 async def test_rate_recovers_additively_up_to_the_configured_rate(redis_url: str) -> None:
     conn = aioredis.Redis.from_url(redis_url)
     limiter = SharedLimiter(conn, KEY, 20.0)
+    await saturate(limiter)
     low = await limiter.throttled()
     await asyncio.sleep(1.0)
     later = await limiter.peek()
@@ -102,7 +132,7 @@ async def test_rate_recovers_additively_up_to_the_configured_rate(redis_url: str
 
 async def test_operator_override_takes_effect_without_restart(redis_url: str) -> None:
     conn = aioredis.Redis.from_url(redis_url)
-    limiter = SharedLimiter(conn, KEY, 10.0)
+    limiter = SharedLimiter(conn, KEY, 10.0, burst=1)
     assert (await limiter.peek()).configured == 10.0
     set_limit(redis.Redis.from_url(redis_url), "aliyun", "cn-hangzhou", 25)
     grant = await limiter.acquire()

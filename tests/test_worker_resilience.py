@@ -60,7 +60,7 @@ def test_two_worker_processes_share_one_limit(redis_url: str, tmp_path: Path) ->
         stats = emu.call(emu.emulator.stats.snapshot)
     assert stats["total"] == 40
     assert stats["throttled"] == 0
-    assert elapsed >= 3.5  # paced: 40 calls at 10/s, not a burst
+    assert elapsed >= 2.9  # paced: 40 calls at 10/s after a burst of 9, not all at once
     assert {o.status for o in outcomes(conn, "shared").values()} == {"tagged"}
 
 

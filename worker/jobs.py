@@ -19,8 +19,8 @@ from bulktag import store
 from bulktag.connections import OUTAGE_BACKOFF_BASE_S, OUTAGE_BACKOFF_CAP_S, OUTAGE_RETRIES
 from producer.campaign import Target
 from producer.submit import JOB_RETRIES, TAG_JOB
-from providers.catalog import PROVIDERS
 from providers.http import new_session
+from worker import lease
 from worker.control import parked_key
 from worker.engine import Chunk, ChunkReport, ChunkRunner, make_key_lister, make_tag_call
 from worker.reconcile import jobs_key
@@ -74,9 +74,6 @@ async def tag_chunk(
         tuple((k, v) for k, v in tags),
         tuple(resource_ids),
     )
-    if job is not None and not claim_queue(job):
-        _follow_up(job, chunk, ChunkReport(remaining=list(resource_ids)), stepped_aside=True)
-        return {"resources": len(resource_ids), "bounced": True}
     conn = _async_redis(job.connection if job else None)
     started = time.monotonic()
     deadline = None
@@ -92,7 +89,7 @@ async def tag_chunk(
     finally:
         await conn.aclose()
     if job is not None:
-        release_queue(job)
+        lease.release(job)
         if report.remaining:
             _follow_up(job, chunk, report)
         store.finish_if_complete(job.connection, campaign_id)
@@ -112,51 +109,10 @@ async def tag_chunk(
     return summary
 
 
-def _lease_key(queue_name: str) -> str:
-    return f"{store.PREFIX}:lease:{queue_name}"
-
-
-def claim_queue(job: Job) -> bool:
-    """Take this region's lease, or say the chunk should step aside.
-
-    Every region's chunks are paced by its shared limiter, so two workers on one region share
-    its rate while another region may wait; RQ's round-robin cannot know. The first chunk of a
-    region holds a lease (a hint that expires on its own); a second one steps aside, going to
-    the back of its queue, only when some other region has queued work and no lease, so that
-    no worker ever waits on the lease."""
-    conn = job.connection
-    ttl_ms = int((job.timeout or 300) * 1000)
-    if conn.set(_lease_key(job.origin), job.id, nx=True, px=ttl_ms):
-        return True
-    # Only other regions' queues count (``bulktag.<provider>.<location>``), not the webhook
-    # or compliance queues, whose jobs take no region's rate.
-    region_prefixes = tuple(f"bulktag.{provider}." for provider in PROVIDERS)
-    others = [
-        q.name
-        for q in Queue.all(connection=conn)
-        if q.name.startswith(region_prefixes) and q.name != job.origin
-    ]
-    pipe = conn.pipeline(transaction=False)
-    for name in others:
-        pipe.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
-        pipe.exists(_lease_key(name))
-    answers = pipe.execute()
-    idle_region_with_work = any(
-        waiting and not leased for waiting, leased in zip(answers[0::2], answers[1::2], strict=True)
-    )
-    return not idle_region_with_work
-
-
-def release_queue(job: Job) -> None:
-    key = _lease_key(job.origin)
-    if job.connection.get(key) == job.id.encode():
-        job.connection.delete(key)
-
-
-def _follow_up(job: Job, chunk: Chunk, report: ChunkReport, *, stepped_aside: bool = False) -> None:
+def _follow_up(job: Job, chunk: Chunk, report: ChunkReport) -> None:
     """A job for the resources this chunk did not get to: parked (saved, not queued) when
     the target is paused, so that ``bulktag resume`` enqueues it; queued at once when the
-    chunk ran out of time or stepped aside for another region (routine: logged at INFO)."""
+    chunk ran out of time."""
     base = job.meta.get("chunk", job.id)
     follow = Job.create(
         TAG_JOB,
@@ -178,9 +134,8 @@ def _follow_up(job: Job, chunk: Chunk, report: ChunkReport, *, stepped_aside: bo
         job.connection.sadd(parked_key(chunk.campaign_id), follow.id)
     else:
         Queue(job.origin, connection=job.connection, serializer=JSONSerializer).enqueue_job(follow)
-    log.log(
-        logging.INFO if stepped_aside else logging.WARNING,
-        "chunk stepped aside for an idle region" if stepped_aside else "chunk handed on",
+    log.warning(
+        "chunk handed on",
         extra={"campaign": chunk.campaign_id, "job": follow.id, "remaining": len(report.remaining),
                "parked_because": report.paused},
     )  # fmt: skip
