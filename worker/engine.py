@@ -116,6 +116,12 @@ class _Stop(Exception):
     """A control (pause/cancel) stopped the call before it was made."""
 
 
+class _ListingUnderWay(Exception):
+    """A batch call was about to go out while the region is being listed: the listing will
+    say which of its ids exist, so the batch waits for it instead of risking a failure that
+    costs ~6.6 calls to settle (existence.py)."""
+
+
 def make_tag_call(target: Target, session: aiohttp.ClientSession) -> TagCall:
     """The provider call that adds ``tags`` to ``ids`` (one Alibaba batch, one Huawei key)."""
     if target.provider == "aliyun":
@@ -282,12 +288,20 @@ class ChunkRunner:
 
         Once this chunk has met missing ids, a batch first asks whether the region has been
         listed since the chunk began (another chunk may have listed it): if so, its
-        unlisted ids go one by one instead of failing the whole batch."""
-        parts = await self._split_by_listing(ids) if self._failed_batches else None
-        if parts is not None:
-            await asyncio.gather(*(self._tag_batch(part, tags) for part in parts))
-            return
-        await self._tag_batch(ids, tags)
+        unlisted ids go one by one instead of failing the whole batch. While the region is
+        being listed, a batch (or a failed batch's search for its missing id) waits for the
+        list and is planned again."""
+        while True:
+            parts = await self._split_by_listing(ids) if self._failed_batches else None
+            try:
+                if parts is not None:
+                    await asyncio.gather(*(self._tag_batch(part, tags) for part in parts))
+                else:
+                    await self._tag_batch(ids, tags)
+                return
+            except _ListingUnderWay:
+                assert self._listing is not None
+                await asyncio.shield(self._listing)
 
     async def _tag_batch(self, ids: list[str], tags: list[Tag]) -> None:
         settled: dict[str, tuple[CallResult, int]] = {}
@@ -316,6 +330,14 @@ class ChunkRunner:
         if result.outcome is not Outcome.NOT_FOUND or len(ids) == 1:
             return {rid: (result, attempts) for rid in ids}
         self._failed_batches += 1
+        if (
+            self.index is not None
+            and self._listing is None
+            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
+        ):
+            # Decide now, before searching this batch for its missing id: if the region is
+            # listed, the search waits for the list (_ListingUnderWay).
+            self._listing = asyncio.create_task(self._maybe_list_region())
         tries: dict[str, int] = {}
 
         async def probe(group: Sequence[str]) -> CallResult:
@@ -327,13 +349,6 @@ class ChunkRunner:
         found = await isolate(ids, result, probe)
         self._isolated_batches += 1
         self._isolation_calls += found.calls
-        if (
-            self.index is not None
-            and self._listing is None
-            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
-        ):
-            # List the region alongside this chunk's own calls (they share the limiter).
-            self._listing = asyncio.create_task(self._maybe_list_region())
         return {rid: (found.results[rid], tries.get(rid, attempts)) for rid in ids}
 
     async def _write_call_counts(self) -> None:
@@ -353,6 +368,8 @@ class ChunkRunner:
         while True:
             await self._check_go()
             async with self._slots:
+                if len(ids) > 1 and self._listing is not None and not self._listing.done():
+                    raise _ListingUnderWay
                 await self.limiter.acquire()
                 # The wait for a slot may have been long: look again before calling.
                 await self._check_go()

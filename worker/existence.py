@@ -32,6 +32,8 @@ DECLINED_TTL_S = 600
 # A chunk decides as soon as this many of its batches have failed on a missing id, and lists
 # while it goes on tagging, so that the region's other chunks benefit early.
 FAILED_BATCHES_TO_DECIDE = 2
+# How often a chunk looks whether another chunk's listing of its region is done.
+WAIT_POLL_S = 0.2
 # Never a key id: keeps the set in existence when a region holds no key at all.
 _SENTINEL = ""
 
@@ -87,12 +89,13 @@ class ExistenceIndex:
         never: Callable[[int], bool],
         deadline: float | None,
     ) -> bool:
-        """List every key through the shared limiter, unless someone else is, or the first
-        page's total says it does not pay: ``never(total)`` is remembered for
+        """List every key through the shared limiter, or wait while another chunk does, unless
+        the first page's total says it does not pay: ``never(total)`` is remembered for
         ``DECLINED_TTL_S``, ``worth(total)`` (from this chunk's evidence) is not. The list
         appears whole or not at all."""
         lock, staging = f"{self.key}:building", f"{self.key}:staging"
         if not await self._conn.set(lock, "1", nx=True, ex=600):
+            await self._wait_while_listed_elsewhere(lock, deadline)
             return False
         declined: list[int] = []
 
@@ -122,3 +125,10 @@ class ExistenceIndex:
             return False
         finally:
             await self._conn.delete(staging, lock)
+
+    async def _wait_while_listed_elsewhere(self, lock: str, deadline: float | None) -> None:
+        """Another chunk lists the region: its list will settle this chunk's batches too."""
+        while await self._conn.exists(lock):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(WAIT_POLL_S)
