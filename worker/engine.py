@@ -43,7 +43,7 @@ from worker.existence import (
     partition,
     small_enough,
 )
-from worker.isolation import isolate
+from worker.isolation import isolate, named_missing_id
 from worker.limiter import LimitKey, SharedLimiter
 from worker.listing import ALIYUN_PAGE_SIZE, KeyPage
 
@@ -178,7 +178,11 @@ class ChunkRunner:
         self.index = ExistenceIndex(conn, limit_key, target.resource_type) if list_page else None
         self._batches = self._failed_batches = 0
         self._isolated_batches = self._isolation_calls = 0
+        # Before any search has ended: 1 call per failed batch whose answer names the
+        # missing id, else generalized binary splitting's 6.6 for one missing id in 50.
+        self._guessed_isolation_calls = 0.0
         self._listing: asyncio.Task[None] | None = None
+        self._list_coming = False  # the listing decided to list (or another chunk lists)
         self.conn = conn
         self.store = oc.OutcomeStore(conn, chunk.campaign_id)
         self.call_counter = CallCounter(target.provider, target.location)
@@ -252,12 +256,11 @@ class ChunkRunner:
             return
         remaining = int(targets[chunk.target_no]["resources"]) - sum(int(c or 0) for c in counts)
         share = self._failed_batches / max(self._batches, 1)
-        # What a failed batch costs to settle: what it has cost here (1 call when the answer
-        # names the id), else generalized binary splitting's 6.6 for one missing id in 50.
+        # What a failed batch costs to settle: what it has cost here, else the guess.
         extra = (
             self._isolation_calls / self._isolated_batches
             if self._isolated_batches
-            else ISOLATION_CALLS_PER_BATCH
+            else self._guessed_isolation_calls / max(self._failed_batches, 1)
         )
         if not missing_ids_cost_enough(share, extra):
             return
@@ -268,7 +271,7 @@ class ChunkRunner:
             # Too large even if every batch failed at full cost: no chunk need ask again.
             never=lambda total: not small_enough(total, remaining, per_call,
                                                  ISOLATION_CALLS_PER_BATCH),
-            deadline=self.deadline,
+            deadline=self.deadline, coming=self._list_is_coming,
         )  # fmt: skip
         if built:
             log.info(
@@ -289,8 +292,7 @@ class ChunkRunner:
         Once this chunk has met missing ids, a batch first asks whether the region has been
         listed since the chunk began (another chunk may have listed it): if so, its
         unlisted ids go one by one instead of failing the whole batch. While the region is
-        being listed, a batch (or a failed batch's search for its missing id) waits for the
-        list and is planned again."""
+        being listed, the batch waits for the list and is planned again (_waits_for_list)."""
         while True:
             parts = await self._split_by_listing(ids) if self._failed_batches else None
             try:
@@ -324,20 +326,17 @@ class ChunkRunner:
         )
 
     async def _settle(self, ids: list[str], tags: list[Tag]) -> dict[str, tuple[CallResult, int]]:
-        result, attempts = await self._call(ids, tags)
+        result, attempts = await self._call(ids, tags, first_of_batch=True)
         if len(ids) > 1:
             self._batches += 1
         if result.outcome is not Outcome.NOT_FOUND or len(ids) == 1:
             return {rid: (result, attempts) for rid in ids}
         self._failed_batches += 1
-        if (
-            self.index is not None
-            and self._listing is None
-            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
-        ):
-            # Decide now, before searching this batch for its missing id: if the region is
-            # listed, the search waits for the list (_ListingUnderWay).
-            self._listing = asyncio.create_task(self._maybe_list_region())
+        self._guessed_isolation_calls += (
+            1.0 if named_missing_id(result.message, ids) else ISOLATION_CALLS_PER_BATCH
+        )
+        # Decide early: batches not sent yet can wait for a list (_ListingUnderWay).
+        self._consider_listing()
         tries: dict[str, int] = {}
 
         async def probe(group: Sequence[str]) -> CallResult:
@@ -351,6 +350,26 @@ class ChunkRunner:
         self._isolation_calls += found.calls
         return {rid: (found.results[rid], tries.get(rid, attempts)) for rid in ids}
 
+    def _list_is_coming(self) -> None:
+        self._list_coming = True
+
+    def _waits_for_list(self, ids: Sequence[str], first_of_batch: bool) -> bool:
+        """A batch not sent yet waits while the listing decides and lists. A search for a
+        failed batch's missing id goes on while it decides (what it learnt would be lost if
+        no list came) and waits once a list is coming (the list says the same for less)."""
+        if len(ids) < 2 or self._listing is None or self._listing.done():
+            return False
+        return first_of_batch or self._list_coming
+
+    def _consider_listing(self) -> None:
+        """Decide once whether to list the region, as soon as enough batches failed."""
+        if (
+            self.index is not None
+            and self._listing is None
+            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
+        ):
+            self._listing = asyncio.create_task(self._maybe_list_region())
+
     async def _write_call_counts(self) -> None:
         """Calls and throttles per second, for the dashboard and /metrics."""
         pipe = self.conn.pipeline(transaction=False)
@@ -362,13 +381,16 @@ class ChunkRunner:
         if not verdict.go or (self.deadline is not None and time.monotonic() >= self.deadline):
             raise _Stop
 
-    async def _call(self, ids: Sequence[str], tags: Sequence[Tag]) -> tuple[CallResult, int]:
-        """One logical call with retries; raises _Stop when a control says stop."""
+    async def _call(
+        self, ids: Sequence[str], tags: Sequence[Tag], first_of_batch: bool = False
+    ) -> tuple[CallResult, int]:
+        """One logical call with retries; raises _Stop when a control says stop, and
+        _ListingUnderWay when the call should wait for the region's list."""
         attempt = failures = throttles = 0
         while True:
             await self._check_go()
             async with self._slots:
-                if len(ids) > 1 and self._listing is not None and not self._listing.done():
+                if attempt == 0 and self._waits_for_list(ids, first_of_batch):
                     raise _ListingUnderWay
                 await self.limiter.acquire()
                 # The wait for a slot may have been long: look again before calling.

@@ -88,13 +88,16 @@ class ExistenceIndex:
         worth: Callable[[int], bool],
         never: Callable[[int], bool],
         deadline: float | None,
+        coming: Callable[[], None] = lambda: None,
     ) -> bool:
         """List every key through the shared limiter, or wait while another chunk does, unless
         the first page's total says it does not pay: ``never(total)`` is remembered for
-        ``DECLINED_TTL_S``, ``worth(total)`` (from this chunk's evidence) is not. The list
+        ``DECLINED_TTL_S``, ``worth(total)`` (from this chunk's evidence) is not. ``coming()``
+        is called once a list is on its way (this chunk pages, or another one does). The list
         appears whole or not at all."""
         lock, staging = f"{self.key}:building", f"{self.key}:staging"
         if not await self._conn.set(lock, "1", nx=True, ex=600):
+            coming()
             await self._wait_while_listed_elsewhere(lock, deadline)
             return False
         declined: list[int] = []
@@ -102,7 +105,10 @@ class ExistenceIndex:
         def wanted(total: int) -> bool:
             if never(total):
                 declined.append(total)
-            return not declined and worth(total)
+            go = not declined and worth(total)
+            if go:
+                coming()
+            return go
 
         budget = None if deadline is None else deadline - time.monotonic()
         try:
