@@ -22,6 +22,7 @@ from tests.worker_harness import (
     submit_ids,
 )
 from worker.existence import missing_ids_cost_enough, partition, small_enough
+from worker.limiter import set_limit
 from worker.reconcile import jobs_key
 
 REGION = "cn-hangzhou"
@@ -102,3 +103,30 @@ def test_a_region_too_large_to_list_costs_one_page_for_the_whole_campaign(
     found = outcomes(conn, "big-region")
     assert sum(o.status == "not_found" for o in found.values()) == 20
     assert sum(o.status == "tagged" for o in found.values()) == 200
+
+
+def test_while_the_region_is_listed_a_chunks_unsent_batches_wait_for_the_list(
+    redis_url: str, tmp_path: Path
+) -> None:
+    existing, missing = 1_000, 100
+    ids = [aliyun_key_id(REGION, n) for n in range(existing + missing)]
+    random.Random(6).shuffle(ids)
+    conn = redis.Redis.from_url(redis_url)
+    inv = Inventory.generated(GenerateSpec("aliyun", REGION, "key", existing))
+    with emulator(inv, rate_limits={f"aliyun:{REGION}": 50}) as emu:
+        creds = credentials_file(tmp_path / "c.toml", emu.url)
+        set_limit(conn, "aliyun", REGION, 50)
+        submit_ids(conn, "one-chunk", ALI, ids, chunk_size=len(ids))
+        run_workers(redis_url, creds)
+        stats = emu.call(emu.emulator.stats.snapshot)
+    calls = {(row["action"], row["outcome"]): row["count"] for row in stats["calls"]}
+    assert calls[("ListKeys", "ok")] == existing // 100
+    # Searching every failed batch (nearly all 22 hold a missing id) costs ~700 calls. Only
+    # the batches in flight when the listing began (8 at most) fail and are searched; the
+    # rest wait: 20 full batches of listed ids and one call per unlisted id.
+    tag_calls = sum(n for (action, _), n in calls.items() if action == "TagResources")
+    assert tag_calls < 20 + missing + 8 * 12
+    found = outcomes(conn, "one-chunk")
+    assert sum(o.status == "not_found" for o in found.values()) == missing
+    assert sum(o.status == "tagged" for o in found.values()) == existing
+    assert_counters_equal_records(conn, "one-chunk")
