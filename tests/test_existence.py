@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from pathlib import Path
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -21,8 +24,8 @@ from tests.worker_harness import (
     run_workers,
     submit_ids,
 )
-from worker.existence import missing_ids_cost_enough, partition, small_enough
-from worker.limiter import set_limit
+from worker.existence import ExistenceIndex, missing_ids_cost_enough, partition, small_enough
+from worker.limiter import LimitKey, SharedLimiter, set_limit
 from worker.reconcile import jobs_key
 
 REGION = "cn-hangzhou"
@@ -130,3 +133,24 @@ def test_while_the_region_is_listed_a_chunks_unsent_batches_wait_for_the_list(
     assert sum(o.status == "not_found" for o in found.values()) == missing
     assert sum(o.status == "tagged" for o in found.values()) == existing
     assert_counters_equal_records(conn, "one-chunk")
+
+
+async def test_a_killed_listers_lock_lapses_and_the_waiting_chunk_goes_on(redis_url: str) -> None:
+    conn = aioredis.Redis.from_url(redis_url)
+    key = LimitKey("aliyun", "emu", REGION)
+    index = ExistenceIndex(conn, key, "key")
+    # A lister killed mid-listing: its lock is no longer renewed.
+    await conn.set(f"{index.key}:building", "dead-lister", px=800)
+    told: list[bool] = []
+
+    async def no_page(page: int) -> Any:
+        raise AssertionError("the lock is held: this chunk must not list")
+
+    started = time.monotonic()
+    built = await index.build(
+        no_page, SharedLimiter(conn, key, 10.0), worth=lambda total: True,
+        never=lambda total: False, deadline=started + 60, coming=lambda: told.append(True),
+    )  # fmt: skip
+    assert built is False and told == [True]  # it waited for the other lister's list
+    assert time.monotonic() - started < 3  # and not the 10 minutes a lost lock once held
+    await conn.aclose()

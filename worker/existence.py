@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 import time
 from collections.abc import Callable, Sequence
 
@@ -32,6 +33,16 @@ DECLINED_TTL_S = 600
 # A chunk decides as soon as this many of its batches have failed on a missing id, and lists
 # while it goes on tagging, so that the region's other chunks benefit early.
 FAILED_BATCHES_TO_DECIDE = 2
+# The listing lock lapses this long after its holder stopped renewing it (killed).
+LOCK_TTL_MS = 10_000
+_PROLONG = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 # How often a chunk looks whether another chunk's listing of its region is done.
 WAIT_POLL_S = 0.2
 # Never a key id: keeps the set in existence when a region holds no key at all.
@@ -96,10 +107,12 @@ class ExistenceIndex:
         is called once a list is on its way (this chunk pages, or another one does). The list
         appears whole or not at all."""
         lock, staging = f"{self.key}:building", f"{self.key}:staging"
-        if not await self._conn.set(lock, "1", nx=True, ex=600):
+        token = secrets.token_hex(8)
+        if not await self._conn.set(lock, token, nx=True, px=LOCK_TTL_MS):
             coming()
             await self._wait_while_listed_elsewhere(lock, deadline)
             return False
+        keeper = asyncio.create_task(self._keep_lock(lock, token))
         declined: list[int] = []
 
         def wanted(total: int) -> bool:
@@ -130,7 +143,16 @@ class ExistenceIndex:
         except (TimeoutError, ListingFailed):
             return False
         finally:
-            await self._conn.delete(staging, lock)
+            keeper.cancel()
+            await self._conn.delete(staging)
+            await self._conn.eval(_RELEASE, 1, lock, token)
+
+    async def _keep_lock(self, lock: str, token: str) -> None:
+        """Hold the lock while listing: a killed lister's lock lapses within LOCK_TTL_MS,
+        and the chunks waiting on it go on."""
+        while True:
+            await asyncio.sleep(LOCK_TTL_MS / 3000)
+            await self._conn.eval(_PROLONG, 1, lock, token, LOCK_TTL_MS)
 
     async def _wait_while_listed_elsewhere(self, lock: str, deadline: float | None) -> None:
         """Another chunk lists the region: its list will settle this chunk's batches too."""
