@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -114,6 +115,11 @@ class ChunkReport:
 
 class _Stop(Exception):
     """A control (pause/cancel) stopped the call before it was made."""
+
+
+# What a call is, for waiting on a region's list: a batch's first call, a search for a
+# failed batch's missing id, or neither (single ids, batches planned by a list).
+WaitKind = Literal["batch", "search"] | None
 
 
 class _ListingUnderWay(Exception):
@@ -297,7 +303,8 @@ class ChunkRunner:
             parts = await self._split_by_listing(ids) if self._failed_batches else None
             try:
                 if parts is not None:
-                    await asyncio.gather(*(self._tag_batch(part, tags) for part in parts))
+                    # Planned by the list: these never wait for one.
+                    await asyncio.gather(*(self._tag_batch(p, tags, planned=True) for p in parts))
                 else:
                     await self._tag_batch(ids, tags)
                 return
@@ -305,14 +312,14 @@ class ChunkRunner:
                 assert self._listing is not None
                 await asyncio.shield(self._listing)
 
-    async def _tag_batch(self, ids: list[str], tags: list[Tag]) -> None:
+    async def _tag_batch(self, ids: list[str], tags: list[Tag], planned: bool = False) -> None:
         settled: dict[str, tuple[CallResult, int]] = {}
         todo = ids
         for tag_slice in tag_slices(self.rules, tags):
             if not todo:
                 break
             try:
-                results = await self._settle(todo, list(tag_slice))
+                results = await self._settle(todo, list(tag_slice), planned)
             except _Stop:
                 return  # the ids stay pending; the chunk hands them back
             for rid, (result, attempts) in results.items():
@@ -325,8 +332,10 @@ class ChunkRunner:
             [_final(rid, result, attempts, now) for rid, (result, attempts) in settled.items()],
         )
 
-    async def _settle(self, ids: list[str], tags: list[Tag]) -> dict[str, tuple[CallResult, int]]:
-        result, attempts = await self._call(ids, tags, first_of_batch=True)
+    async def _settle(
+        self, ids: list[str], tags: list[Tag], planned: bool
+    ) -> dict[str, tuple[CallResult, int]]:
+        result, attempts = await self._call(ids, tags, None if planned else "batch")
         if len(ids) > 1:
             self._batches += 1
         if result.outcome is not Outcome.NOT_FOUND or len(ids) == 1:
@@ -340,7 +349,7 @@ class ChunkRunner:
         tries: dict[str, int] = {}
 
         async def probe(group: Sequence[str]) -> CallResult:
-            answer, n = await self._call(group, tags)
+            answer, n = await self._call(group, tags, None if planned else "search")
             for rid in group:
                 tries[rid] = tries.get(rid, attempts) + n
             return answer
@@ -353,13 +362,13 @@ class ChunkRunner:
     def _list_is_coming(self) -> None:
         self._list_coming = True
 
-    def _waits_for_list(self, ids: Sequence[str], first_of_batch: bool) -> bool:
+    def _waits_for_list(self, ids: Sequence[str], kind: WaitKind) -> bool:
         """A batch not sent yet waits while the listing decides and lists. A search for a
         failed batch's missing id goes on while it decides (what it learnt would be lost if
         no list came) and waits once a list is coming (the list says the same for less)."""
-        if len(ids) < 2 or self._listing is None or self._listing.done():
+        if kind is None or len(ids) < 2 or self._listing is None or self._listing.done():
             return False
-        return first_of_batch or self._list_coming
+        return kind == "batch" or self._list_coming
 
     def _consider_listing(self) -> None:
         """Decide once whether to list the region, as soon as enough batches failed."""
@@ -382,7 +391,7 @@ class ChunkRunner:
             raise _Stop
 
     async def _call(
-        self, ids: Sequence[str], tags: Sequence[Tag], first_of_batch: bool = False
+        self, ids: Sequence[str], tags: Sequence[Tag], kind: WaitKind = None
     ) -> tuple[CallResult, int]:
         """One logical call with retries; raises _Stop when a control says stop, and
         _ListingUnderWay when the call should wait for the region's list."""
@@ -390,7 +399,7 @@ class ChunkRunner:
         while True:
             await self._check_go()
             async with self._slots:
-                if attempt == 0 and self._waits_for_list(ids, first_of_batch):
+                if attempt == 0 and self._waits_for_list(ids, kind):
                     raise _ListingUnderWay
                 await self.limiter.acquire()
                 # The wait for a slot may have been long: look again before calling.
