@@ -296,7 +296,8 @@ async def test_limits_show_the_configured_adaptive_rate_calls_and_throttles(
 ) -> None:
     set_limit(redis_client, "aliyun", "cn-hangzhou", 25)
     aconn = aioredis.Redis.from_url(redis_url)
-    limiter = SharedLimiter(aconn, LimitKey("aliyun", "emu", "cn-hangzhou"), 10)
+    # Burst 1: the calls waited for slots, so the throttle cuts the rate.
+    limiter = SharedLimiter(aconn, LimitKey("aliyun", "emu", "cn-hangzhou"), 10, burst=1)
     for _ in range(3):
         await limiter.acquire()
     await limiter.throttled()
