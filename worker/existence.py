@@ -32,8 +32,8 @@ from worker.listing import ALIYUN_PAGE_SIZE, KeyPage, LimitedCaller, ListingFail
 ISOLATION_CALLS_PER_BATCH = 6.6
 INDEX_TTL_S = 3600
 DECLINED_TTL_S = 600
-# A chunk decides as soon as this many of its batches have failed on a missing id, and lists
-# while it goes on tagging, so that the region's other chunks benefit early.
+# A chunk decides as soon as this many of its batches have failed on a missing id, so that
+# its unsent batches, and the region's other chunks, wait for the list instead of failing.
 FAILED_BATCHES_TO_DECIDE = 2
 # The listing lock lapses this long after its holder stopped renewing it (killed).
 LOCK_TTL_MS = 10_000

@@ -88,8 +88,9 @@ async def tag_chunk(
             report = await runner.run()
     finally:
         await conn.aclose()
+        if job is not None:  # the worker took the lease before forking (worker/runner.py)
+            lease.release(job)
     if job is not None:
-        lease.release(job)
         if report.remaining:
             _follow_up(job, chunk, report)
         store.finish_if_complete(job.connection, campaign_id)
