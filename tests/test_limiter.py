@@ -11,7 +11,7 @@ import time
 import redis
 import redis.asyncio as aioredis
 
-from worker.limiter import DECREASE, LimitKey, SharedLimiter, set_limit
+from worker.limiter import DECREASE, DECREASE_COOLDOWN_S, LimitKey, SharedLimiter, set_limit
 
 KEY = LimitKey("aliyun", "default", "cn-hangzhou")
 
@@ -96,6 +96,10 @@ async def test_a_throttle_during_a_burst_spends_the_burst_and_keeps_the_rate(
     waits = [(await limiter._run("acquire")).wait_s for _ in range(3)]
     for n, wait in enumerate(waits, start=1):  # paced from now on, no burst
         assert abs(wait - n / 20.0) < 0.01
+    await asyncio.sleep(DECREASE_COOLDOWN_S + 0.3)
+    # Throttled again although calls still do not wait for slots: above the provider's
+    # rate, not its bucket. This one cuts.
+    assert (await limiter.throttled()).rate < 20.0 * DECREASE + 0.2
     await conn.aclose()
 
 

@@ -7,9 +7,10 @@ edges, per-process limiters cannot share a quota). One round trip per call.
 
 The rate is adaptive (AIMD, performance.md §2.4-2.6): a throttling answer multiplies the
 shared rate by ``DECREASE`` (at most once per ``DECREASE_COOLDOWN``, since many calls in
-flight are throttled together) and spends the burst. A throttling answer while calls went
-out without waiting for slots (burst unspent) spends the burst but keeps the rate: the
-provider's bucket was smaller than ours, or shared, which says nothing of its rate. The rate
+flight are throttled together) and spends the burst. The first throttling answer after
+``FORGIVE_AFTER_S`` without one, while calls went out without waiting for slots (burst
+unspent), spends the burst but keeps the rate: the provider's bucket was smaller than ours,
+or shared, which says nothing of its rate. The rate
 recovers additively, ``RECOVERY`` of the configured rate per second, never above the
 configured rate. The configured rate comes from the provider's published quota unless
 ``bulktag limits set`` overrides it; the script reads the override on every call, so a
@@ -33,6 +34,8 @@ from bulktag.store import PREFIX
 LIMITS_KEY = f"{PREFIX}:limits"
 DECREASE = 0.7  # botocore's CUBIC beta (performance.md §2.1)
 DECREASE_COOLDOWN_S = 1.0
+# A throttle during a burst keeps the rate only if none came for this long (see the script).
+FORGIVE_AFTER_S = 10.0
 RECOVERY = 0.05  # of the configured rate, per second
 MIN_RATE = 0.2
 # How many calls may go at once after the limit was not fully used (GCRA's burst), in
@@ -55,7 +58,7 @@ local state, limits = KEYS[1], KEYS[2]
 local field, default_rate, fixed_burst = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local op, decrease, cooldown = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local recovery, min_rate = tonumber(ARGV[7]), tonumber(ARGV[8])
-local burst_s = tonumber(ARGV[10])
+local burst_s, forgive_after = tonumber(ARGV[10]), tonumber(ARGV[11])
 
 -- calls that may go at once: a test's fixed number, or burst_s of the current rate
 local function burst_at(r)
@@ -80,10 +83,12 @@ if op == 'throttled' then
   redis.call('HINCRBY', state, 'throttles', 1)
   if now - decreased >= cooldown then
     local interval = 1000000 / rate
-    -- burst left unspent: more than two slots means calls did not wait for slots, so the
-    -- provider's bucket is what is smaller than ours (or shared), not its rate
+    -- The first throttle after a quiet spell, with burst left unspent (more than two slots:
+    -- calls did not wait for slots), says the provider's bucket is smaller than ours (or
+    -- shared), not its rate. Any later one cuts: callers that never wait for slots but
+    -- still get throttled are above the provider's rate.
     local unspent = (burst_at(rate) - 1) * interval - (tat - now)
-    if unspent <= 2 * interval then
+    if now - decreased < forgive_after or unspent <= 2 * interval then
       rate = math.max(min_rate, rate * decrease)
     end
     decreased = now
@@ -169,6 +174,7 @@ class SharedLimiter:
             args=[
                 self.key.override_field, self._default_rate, self._burst, op, DECREASE,
                 int(DECREASE_COOLDOWN_S * 1_000_000), RECOVERY, MIN_RATE, count, BURST_S,
+                int(FORGIVE_AFTER_S * 1_000_000),
             ],
         )  # fmt: skip
         return reply
