@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from providers.results import Outcome
-from worker.engine import RetryPolicy
+from worker.retry import RetryPolicy
 
 
 def test_transient_failures_give_up_after_max_attempts() -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from worker.existence import (
 from worker.isolation import isolate, named_missing_id
 from worker.limiter import LimitKey, SharedLimiter
 from worker.listing import ALIYUN_PAGE_SIZE, KeyPage
+from worker.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -56,41 +55,6 @@ TagCall = Callable[[Sequence[str], Sequence[Tag]], Awaitable[CallResult]]
 # (performance.md §3.5); each one is also a connection the chunk opens, and on the ceiling
 # benchmark 8 beat 16 and 32 (docs/benchmarks.md).
 MAX_IN_FLIGHT = 8
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter; base 200 ms after Alibaba's guidance
-    (providers.md §4), Huawei advises 3 to 5 retries (providers.md §4).
-
-    Throttling has a budget of its own: it says "slower", not "this request is bad", and
-    the shared limiter already slows every worker down, so a throttling storm must not turn
-    existing resources into failures the way six 5xx answers in a row do."""
-
-    base_s: float = 0.2
-    cap_s: float = 20.0
-    max_attempts: int = 6
-    max_throttled: int = 30
-
-    @classmethod
-    def from_env(cls) -> RetryPolicy:
-        """``BULKTAG_RETRY_BASE_MS``, ``_CAP_MS``, ``_ATTEMPTS``, ``_THROTTLED``."""
-        env = os.environ
-        default = cls()
-        return cls(
-            base_s=float(env.get("BULKTAG_RETRY_BASE_MS", default.base_s * 1000)) / 1000,
-            cap_s=float(env.get("BULKTAG_RETRY_CAP_MS", default.cap_s * 1000)) / 1000,
-            max_attempts=int(env.get("BULKTAG_RETRY_ATTEMPTS", default.max_attempts)),
-            max_throttled=int(env.get("BULKTAG_RETRY_THROTTLED", default.max_throttled)),
-        )
-
-    def gives_up(self, outcome: Outcome, failures: int, throttles: int) -> bool:
-        if outcome is Outcome.THROTTLED:
-            return throttles >= self.max_throttled
-        return not outcome.retryable or failures >= self.max_attempts
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
 
 
 @dataclass(frozen=True)
@@ -207,8 +171,8 @@ class ChunkRunner:
                 for ids, tags in await self._plan_batches(pending)
             ]
             await asyncio.gather(*tasks)
-            if self._listing is None and self._failed_batches and self.index is not None:
-                self._listing = asyncio.create_task(self._maybe_list_region())
+            # Fewer failures than usual suffice at the end: the next chunks may benefit.
+            self._consider_listing(min_failed=1)
             if self._listing is not None:
                 await self._listing
             verdict = await self.controls.verdict(fresh=True)
@@ -370,13 +334,9 @@ class ChunkRunner:
             return False
         return kind == "batch" or self._list_coming
 
-    def _consider_listing(self) -> None:
+    def _consider_listing(self, min_failed: int = FAILED_BATCHES_TO_DECIDE) -> None:
         """Decide once whether to list the region, as soon as enough batches failed."""
-        if (
-            self.index is not None
-            and self._listing is None
-            and self._failed_batches >= FAILED_BATCHES_TO_DECIDE
-        ):
+        if self.index is not None and self._listing is None and self._failed_batches >= min_failed:
             self._listing = asyncio.create_task(self._maybe_list_region())
 
     async def _write_call_counts(self) -> None:

@@ -108,7 +108,7 @@ class ExistenceIndex:
         ``DECLINED_TTL_S``, ``worth(total)`` (from this chunk's evidence) is not. ``coming()``
         is called once a list is on its way (this chunk pages, or another one does). The list
         appears whole or not at all."""
-        lock, staging = f"{self.key}:building", f"{self.key}:staging"
+        lock = f"{self.key}:building"
         token = secrets.token_hex(8)
         if not await self._conn.set(lock, token, nx=True, px=LOCK_TTL_MS):
             coming()
@@ -135,10 +135,10 @@ class ExistenceIndex:
                 await self._conn.set(self._declined, declined[0], ex=DECLINED_TTL_S)
             if ids is None:
                 return False
+            # One transaction: chunks see no list or the whole of it.
             pipe = self._conn.pipeline(transaction=True)
-            pipe.delete(staging)
-            pipe.sadd(staging, _SENTINEL, *ids)
-            pipe.rename(staging, self.key)
+            pipe.delete(self.key)
+            pipe.sadd(self.key, _SENTINEL, *ids)
             pipe.expire(self.key, INDEX_TTL_S)
             await pipe.execute()
             return True
@@ -146,7 +146,6 @@ class ExistenceIndex:
             return False
         finally:
             keeper.cancel()
-            await self._conn.delete(staging)
             await self._conn.eval(_RELEASE, 1, lock, token)
 
     async def _keep_lock(self, lock: str, token: str) -> None:

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from providers.results import CallResult, Outcome
 from worker.limiter import SharedLimiter
+from worker.retry import RetryPolicy
 
 T = TypeVar("T")
 
 ALIYUN_PAGE_SIZE = 100  # ListKeys / ListSecrets PageSize maximum (providers.md §2.6)
 # Calls in flight per target; the limiter paces them, this only bounds the waiting ones.
 IN_FLIGHT = 8
-ATTEMPTS = 6
-BACKOFF_BASE_S = 0.2
-BACKOFF_CAP_S = 20.0
+# The workers' backoff; listing spends one budget of attempts on throttles and faults alike.
+POLICY = RetryPolicy()
 
 # One page of key ids and the total count (``AliyunKmsClient.list_keys``).
 KeyPage = Callable[[int], Awaitable[tuple[CallResult, list[str], int]]]
@@ -55,19 +54,16 @@ class LimitedCaller:
         self, action: str, send: Callable[[], Awaitable[tuple[CallResult, T]]]
     ) -> tuple[CallResult, T]:
         async with self._slots:
-            for attempt in range(ATTEMPTS):
+            for attempt in range(POLICY.max_attempts):
                 await self._limiter.acquire()
                 self.calls += 1
                 result, value = await send()
                 if result.outcome is Outcome.THROTTLED:
                     await self._limiter.throttled()
-                if not result.outcome.retryable or attempt == ATTEMPTS - 1:
+                if not result.outcome.retryable or attempt == POLICY.max_attempts - 1:
                     return result, value
-                # Full jitter (the workers' policy); the provider's own hint wins.
-                delay = result.retry_after or random.uniform(
-                    0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
-                )
-                await asyncio.sleep(delay)
+                # The provider's own hint wins.
+                await asyncio.sleep(result.retry_after or POLICY.delay(attempt))
             raise AssertionError("unreachable")
 
 
